@@ -1,0 +1,184 @@
+// Package bundle turns a certificate, its chain and its private key into an
+// immutable, validated, hashed and signed directory, and reads such
+// directories back.
+//
+// A bundle directory holds cert.pem, chain.pem, fullchain.pem, privkey.pem
+// (mode 0600 from creation) and manifest.json. Its id is derived from the
+// leaf certificate, so the same certificate always gives the same id.
+package bundle
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// File names inside a bundle directory.
+const (
+	CertFile      = "cert.pem"
+	ChainFile     = "chain.pem"
+	FullchainFile = "fullchain.pem"
+	KeyFile       = "privkey.pem"
+	ManifestFile  = "manifest.json"
+)
+
+// Files lists the payload files of a bundle, in the order they are written.
+var Files = []string{CertFile, ChainFile, FullchainFile, KeyFile}
+
+// FormatVersion is the manifest format this package writes and reads.
+const FormatVersion = 1
+
+// MaxFileSize bounds every file of a bundle, manifest included. Real
+// certificate chains and keys are a few KiB; anything larger is refused.
+const MaxFileSize = 256 << 10
+
+// Sources of a bundle.
+const (
+	SourceACME    = "acme"
+	SourceCertbot = "certbot"
+	SourceImport  = "import"
+)
+
+// FileInfo is the size and SHA-256 (lowercase hex) of one bundle file.
+type FileInfo struct {
+	Size   int64  `json:"size"`
+	SHA256 string `json:"sha256"`
+}
+
+// Manifest describes a bundle. It is stored as manifest.json and signed
+// with the management server's Ed25519 key.
+type Manifest struct {
+	Version     int                 `json:"version"`
+	Name        string              `json:"name"`
+	ID          string              `json:"id"`
+	Domains     []string            `json:"domains"`
+	Serial      string              `json:"serial"`
+	NotBefore   time.Time           `json:"not_before"`
+	NotAfter    time.Time           `json:"not_after"`
+	Issuer      string              `json:"issuer"`
+	Fingerprint string              `json:"fingerprint_sha256"`
+	KeyType     string              `json:"key_type"`
+	Files       map[string]FileInfo `json:"files"`
+	Created     time.Time           `json:"created"`
+	Source      string              `json:"source"`
+	// SigningKey is the base64 Ed25519 public key that made Signature.
+	SigningKey string `json:"signing_key,omitempty"`
+	// Signature is the base64 Ed25519 signature of the manifest encoded
+	// with Signature empty (see SignedBytes).
+	Signature string `json:"signature,omitempty"`
+}
+
+// Errors returned when a manifest or bundle does not verify.
+var (
+	ErrUnsigned         = errors.New("bundle is not signed")
+	ErrUntrustedKey     = errors.New("bundle is signed by an untrusted key")
+	ErrBadSignature     = errors.New("bundle signature does not verify")
+	ErrHashMismatch     = errors.New("bundle file does not match its manifest")
+	ErrManifestMismatch = errors.New("manifest does not describe the certificate")
+)
+
+// SignedBytes returns the bytes the signature covers: the manifest encoded
+// as JSON with the Signature field empty.
+func (m *Manifest) SignedBytes() ([]byte, error) {
+	c := *m
+	c.Signature = ""
+	return json.Marshal(&c)
+}
+
+// ParseManifest decodes manifest.json strictly: unknown fields, trailing
+// data, a wrong format version or missing fields are errors.
+func ParseManifest(data []byte) (*Manifest, error) {
+	if len(data) > MaxFileSize {
+		return nil, fmt.Errorf("manifest is %d bytes, larger than the %d allowed", len(data), MaxFileSize)
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	var m Manifest
+	if err := dec.Decode(&m); err != nil {
+		return nil, fmt.Errorf("parse manifest: %w", err)
+	}
+	if dec.More() {
+		return nil, errors.New("parse manifest: trailing data after the JSON object")
+	}
+	if m.Version != FormatVersion {
+		return nil, fmt.Errorf("parse manifest: format version %d, want %d", m.Version, FormatVersion)
+	}
+	if err := ValidName(m.Name); err != nil {
+		return nil, fmt.Errorf("parse manifest: %w", err)
+	}
+	if !validID(m.ID) {
+		return nil, fmt.Errorf("parse manifest: bad bundle id %q", m.ID)
+	}
+	for _, f := range Files {
+		if _, ok := m.Files[f]; !ok {
+			return nil, fmt.Errorf("parse manifest: no entry for %s", f)
+		}
+	}
+	if len(m.Files) != len(Files) {
+		return nil, fmt.Errorf("parse manifest: %d file entries, want %d", len(m.Files), len(Files))
+	}
+	return &m, nil
+}
+
+// Marshal encodes the manifest as indented JSON, as written to disk.
+func (m *Manifest) Marshal() ([]byte, error) {
+	b, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	return append(b, '\n'), nil
+}
+
+// VerifySignature checks the manifest's signature. With no trusted keys,
+// any signature (or none) is accepted; with trusted keys, the manifest must
+// carry a valid signature by one of them.
+func (m *Manifest) VerifySignature(trusted []ed25519.PublicKey) error {
+	if len(trusted) == 0 {
+		return nil
+	}
+	if m.Signature == "" || m.SigningKey == "" {
+		return ErrUnsigned
+	}
+	pub, err := base64.StdEncoding.DecodeString(m.SigningKey)
+	if err != nil || len(pub) != ed25519.PublicKeySize {
+		return fmt.Errorf("%w: malformed signing key", ErrBadSignature)
+	}
+	var key ed25519.PublicKey
+	for _, k := range trusted {
+		if bytes.Equal(k, pub) {
+			key = k
+			break
+		}
+	}
+	if key == nil {
+		return fmt.Errorf("%w (%s)", ErrUntrustedKey, m.SigningKey)
+	}
+	sig, err := base64.StdEncoding.DecodeString(m.Signature)
+	if err != nil {
+		return fmt.Errorf("%w: malformed signature", ErrBadSignature)
+	}
+	msg, err := m.SignedBytes()
+	if err != nil {
+		return err
+	}
+	if !ed25519.Verify(key, msg, sig) {
+		return ErrBadSignature
+	}
+	return nil
+}
+
+func validID(id string) bool {
+	if len(id) != 16 {
+		return false
+	}
+	for _, c := range id {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
