@@ -125,8 +125,8 @@ func Contents(mat *Material) map[string][]byte {
 
 // Write creates the bundle directory dir, which must not exist, holding
 // the material's files and the (already signed) manifest. The files are
-// written into a temporary sibling directory (mode 0700, the key 0600 from
-// creation, everything else keyMode-independent 0644), synced, and the
+// written into a temporary sibling directory (mode 0700; the key 0600 from
+// creation, everything else 0644), synced, and the
 // directory is renamed into place, so dir never exists half-written.
 func Write(dir string, mat *Material, m *Manifest) (err error) {
 	parent := filepath.Dir(dir)

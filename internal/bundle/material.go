@@ -181,7 +181,6 @@ var (
 	ErrNames        = errors.New("certificate does not cover the required names")
 	ErrExpired      = errors.New("certificate is expired")
 	ErrNotYetValid  = errors.New("certificate is not valid yet")
-	ErrNotLeafUsage = errors.New("certificate is not usable for TLS servers")
 )
 
 // Validate checks that the key matches the leaf, that each certificate of
@@ -191,6 +190,12 @@ var (
 func (m *Material) Validate(domains []string, roots *x509.CertPool, now time.Time) error {
 	if !publicKeysEqual(m.Leaf.PublicKey, m.Key.Public()) {
 		return ErrKeyMismatch
+	}
+	if now.After(m.Leaf.NotAfter) {
+		return fmt.Errorf("%w: not after %s", ErrExpired, m.Leaf.NotAfter.UTC().Format(time.RFC3339))
+	}
+	if now.Before(m.Leaf.NotBefore) {
+		return fmt.Errorf("%w: not before %s", ErrNotYetValid, m.Leaf.NotBefore.UTC().Format(time.RFC3339))
 	}
 	child := m.Leaf
 	for i, parent := range m.Chain {
@@ -210,12 +215,6 @@ func (m *Material) Validate(domains []string, roots *x509.CertPool, now time.Tim
 	}
 	if missing := Uncovered(m.Leaf, domains); len(missing) > 0 {
 		return fmt.Errorf("%w: %s (certificate has %s)", ErrNames, strings.Join(missing, ", "), strings.Join(Domains(m.Leaf), ", "))
-	}
-	if now.After(m.Leaf.NotAfter) {
-		return fmt.Errorf("%w: not after %s", ErrExpired, m.Leaf.NotAfter.UTC().Format(time.RFC3339))
-	}
-	if now.Before(m.Leaf.NotBefore) {
-		return fmt.Errorf("%w: not before %s", ErrNotYetValid, m.Leaf.NotBefore.UTC().Format(time.RFC3339))
 	}
 	return nil
 }
