@@ -176,11 +176,11 @@ func Domains(c *x509.Certificate) []string {
 
 // Validation errors, checked with errors.Is.
 var (
-	ErrKeyMismatch  = errors.New("private key does not match the certificate")
-	ErrChain        = errors.New("chain does not verify to the certificate")
-	ErrNames        = errors.New("certificate does not cover the required names")
-	ErrExpired      = errors.New("certificate is expired")
-	ErrNotYetValid  = errors.New("certificate is not valid yet")
+	ErrKeyMismatch = errors.New("private key does not match the certificate")
+	ErrChain       = errors.New("chain does not verify to the certificate")
+	ErrNames       = errors.New("certificate does not cover the required names")
+	ErrExpired     = errors.New("certificate is expired")
+	ErrNotYetValid = errors.New("certificate is not valid yet")
 )
 
 // Validate checks that the key matches the leaf, that each certificate of
