@@ -1,0 +1,522 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/certpush/certpush/internal/bundle"
+	"github.com/certpush/certpush/internal/devca"
+	"github.com/certpush/certpush/internal/testfleet"
+)
+
+// certnodeBin is a certnode binary built once for the hosts of the tests.
+var certnodeBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "certpush-e2e-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	certnodeBin = filepath.Join(dir, "certnode")
+	out, err := exec.Command("go", "build", "-o", certnodeBin, "github.com/certpush/certpush/cmd/certnode").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "build certnode: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+const certName = "example.test"
+
+var domains = []string{"example.test", "*.example.test"}
+
+// world is a real fleet (sshd + nginx per host) and a certpush config
+// that points at it.
+type world struct {
+	t        *testing.T
+	fleet    *testfleet.Fleet
+	config   string
+	stateDir string
+	ca       *devca.CA
+}
+
+func newWorld(t *testing.T, hosts int) *world {
+	t.Helper()
+	testfleet.Require(t, "/usr/sbin/sshd", "/usr/sbin/nginx", "/usr/lib/openssh/sftp-server")
+	dir := t.TempDir()
+	w := &world{t: t, config: filepath.Join(dir, "certpush.yaml"), stateDir: filepath.Join(dir, "state")}
+	signer, err := bundle.LoadOrCreateSigner(w.stateDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	w.fleet, err = testfleet.Start(ctx, testfleet.Options{
+		Hosts:      hosts,
+		CertName:   certName,
+		Domains:    domains,
+		Certnode:   certnodeBin,
+		TrustedKey: signer.PublicKey(),
+		Logger:     slog.New(slog.NewTextHandler(testWriter{t}, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.fleet.Close() })
+	if err := w.fleet.WriteInventory(w.config, testfleet.InventoryOptions{StateDir: w.stateDir}); err != nil {
+		t.Fatal(err)
+	}
+	w.ca, err = devca.New("E2E")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(b []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(b), "\n"))
+	return len(b), nil
+}
+
+// certpush runs the command in process and returns its exit code and
+// output.
+func (w *world) certpush(args ...string) (int, string, string) {
+	w.t.Helper()
+	var stdout, stderr bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	code := run(ctx, append([]string{"--config", w.config}, args...), &stdout, &stderr)
+	w.t.Logf("certpush %s -> %d\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), code, stdout.String(), stderr.String())
+	return code, stdout.String(), stderr.String()
+}
+
+// issue makes a certificate for the test domains and writes its files.
+func (w *world) issue(l devca.Leaf) (*devca.Issued, [3]string) {
+	w.t.Helper()
+	if l.Domains == nil {
+		l.Domains = domains
+	}
+	is, err := w.ca.Issue(l)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	dir := w.t.TempDir()
+	var paths [3]string
+	for i, f := range []struct {
+		name string
+		data []byte
+	}{{"cert.pem", is.Cert}, {"chain.pem", is.Chain}, {"key.pem", is.Key}} {
+		paths[i] = filepath.Join(dir, f.name)
+		if err := os.WriteFile(paths[i], f.data, 0o600); err != nil {
+			w.t.Fatal(err)
+		}
+	}
+	return is, paths
+}
+
+// importNew issues a certificate and imports it; it returns the new
+// bundle's fingerprint.
+func (w *world) importNew() string {
+	w.t.Helper()
+	is, p := w.issue(devca.Leaf{})
+	if code, _, _ := w.certpush("import", certName, "--cert", p[0], "--chain", p[1], "--key", p[2]); code != 0 {
+		w.t.Fatalf("import exited %d", code)
+	}
+	return bundle.Fingerprint(is.Leaf)
+}
+
+// served returns each host's served fingerprint.
+func (w *world) served() []string {
+	w.t.Helper()
+	var fps []string
+	for _, h := range w.fleet.Hosts {
+		fp, err := h.ServedFingerprint(context.Background(), "www.example.test")
+		if err != nil {
+			fp = "unreachable: " + err.Error()
+		}
+		fps = append(fps, fp)
+	}
+	return fps
+}
+
+func (w *world) wantServed(want ...string) {
+	w.t.Helper()
+	got := w.served()
+	for i := range got {
+		if got[i] != want[i] {
+			w.t.Errorf("%s serves %.16s, want %.16s", w.fleet.Hosts[i].Name, got[i], want[i])
+		}
+	}
+}
+
+type pushOutput struct {
+	Certs []struct {
+		Cert     string `json:"cert"`
+		BundleID string `json:"bundle_id"`
+		Results  []struct {
+			Host   string `json:"host"`
+			Result string `json:"result"`
+			Error  string `json:"error"`
+		} `json:"results"`
+	} `json:"certs"`
+}
+
+// pushJSON runs push --json and returns exit code and host -> result.
+func (w *world) pushJSON(args ...string) (int, map[string]string, map[string]string) {
+	w.t.Helper()
+	code, stdout, _ := w.certpush(append([]string{"push", "--json"}, args...)...)
+	var out pushOutput
+	if err := json.Unmarshal([]byte(stdout), &out); err != nil {
+		w.t.Fatalf("push output is not JSON: %v", err)
+	}
+	results, errs := map[string]string{}, map[string]string{}
+	for _, c := range out.Certs {
+		for _, r := range c.Results {
+			results[r.Host] = r.Result
+			errs[r.Host] = r.Error
+		}
+	}
+	return code, results, errs
+}
+
+func repeat(s string, n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = s
+	}
+	return out
+}
+
+// tree lists every path under dir with its mode and size, to compare
+// before and after a run that must change nothing.
+func tree(t *testing.T, dir string) string {
+	t.Helper()
+	var lines []string
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return nil
+		}
+		fi, err := os.Lstat(p)
+		if err != nil {
+			return nil
+		}
+		target, _ := os.Readlink(p)
+		lines = append(lines, fmt.Sprintf("%s %v %d %s", strings.TrimPrefix(p, dir), fi.Mode(), fi.Size(), target))
+		return nil
+	})
+	sort.Strings(lines)
+	return strings.Join(lines, "\n")
+}
+
+func TestPushInstallsAndRerunIsUnchanged(t *testing.T) {
+	w := newWorld(t, 3)
+	fp := w.importNew()
+	code, results, _ := w.pushJSON()
+	if code != 0 {
+		t.Fatalf("push exited %d", code)
+	}
+	for _, h := range w.fleet.Hosts {
+		if results[h.Name] != "installed" {
+			t.Errorf("%s: %q, want installed", h.Name, results[h.Name])
+		}
+	}
+	w.wantServed(repeat(fp, 3)...)
+
+	for _, h := range w.fleet.Hosts {
+		// The installed key is private; staging keeps no key.
+		live := filepath.Join(h.Root, "live", certName)
+		fi, err := os.Stat(filepath.Join(live, "privkey.pem"))
+		if err != nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s: installed key mode %v (%v), want 0600", h.Name, fi.Mode().Perm(), err)
+		}
+		keys, _ := filepath.Glob(filepath.Join(h.Incoming, certName, "*", "privkey.pem"))
+		if len(keys) != 0 {
+			t.Errorf("%s: keys left in incoming: %v", h.Name, keys)
+		}
+	}
+
+	code, results, _ = w.pushJSON()
+	if code != 0 {
+		t.Fatalf("second push exited %d", code)
+	}
+	for _, h := range w.fleet.Hosts {
+		if results[h.Name] != "unchanged" {
+			t.Errorf("second push: %s: %q, want unchanged", h.Name, results[h.Name])
+		}
+	}
+
+	log, err := os.ReadFile(filepath.Join(w.stateDir, "deploy.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(string(log), "\n"); n != 6 {
+		t.Errorf("deploy log has %d lines, want 6", n)
+	}
+}
+
+func TestRotateAndDryRun(t *testing.T) {
+	w := newWorld(t, 2)
+	first := w.importNew()
+	if code, _, _ := w.certpush("push"); code != 0 {
+		t.Fatalf("push exited %d", code)
+	}
+	second := w.importNew()
+	before := tree(t, w.fleet.Dir)
+	code, results, _ := w.pushJSON("--dry-run")
+	if code != 0 {
+		t.Fatalf("dry run exited %d", code)
+	}
+	for _, h := range w.fleet.Hosts {
+		if results[h.Name] != "would push" {
+			t.Errorf("dry run: %s: %q", h.Name, results[h.Name])
+		}
+	}
+	if after := tree(t, w.fleet.Dir); after != before {
+		t.Errorf("dry run changed the hosts:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+	w.wantServed(first, first)
+	if code, _, _ := w.certpush("push"); code != 0 {
+		t.Fatalf("push exited %d", code)
+	}
+	w.wantServed(second, second)
+}
+
+func TestHostKeysAreChecked(t *testing.T) {
+	w := newWorld(t, 3)
+	w.importNew()
+	// Forget node-2's key, and give node-3 a new one.
+	kh, err := os.ReadFile(w.fleet.KnownHosts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keep []string
+	unknown := w.fleet.Hosts[1]
+	for _, line := range strings.Split(string(kh), "\n") {
+		if !strings.Contains(line, fmt.Sprintf(":%d]", unknown.SSHPort)) {
+			keep = append(keep, line)
+		}
+	}
+	if err := os.WriteFile(w.fleet.KnownHosts, []byte(strings.Join(keep, "\n")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	changed := w.fleet.Hosts[2]
+	if err := changed.ReplaceHostKey(); err != nil {
+		t.Fatal(err)
+	}
+	code, results, errs := w.pushJSON()
+	if code != 1 {
+		t.Errorf("push exited %d, want 1", code)
+	}
+	if results["node-1"] != "installed" {
+		t.Errorf("node-1: %q, want installed", results["node-1"])
+	}
+	if results[unknown.Name] != "failed" || !strings.Contains(errs[unknown.Name], "is not in") || !strings.Contains(errs[unknown.Name], "SHA256:") || !strings.Contains(errs[unknown.Name], ">> "+w.fleet.KnownHosts) {
+		t.Errorf("unknown host: %q %q", results[unknown.Name], errs[unknown.Name])
+	}
+	if results[changed.Name] != "failed" || !strings.Contains(errs[changed.Name], "HOST KEY HAS CHANGED") {
+		t.Errorf("changed host: %q %q", results[changed.Name], errs[changed.Name])
+	}
+	for _, h := range []*testfleet.Host{unknown, changed} {
+		entries, _ := os.ReadDir(h.Incoming)
+		for _, e := range entries {
+			if e.Name() != ".status" {
+				t.Errorf("%s: %s landed in incoming", h.Name, e.Name())
+			}
+		}
+		if fp, _ := h.ServedFingerprint(context.Background(), "example.test"); fp != h.BootstrapFingerprint {
+			t.Errorf("%s: serves %.16s, want the old %.16s", h.Name, fp, h.BootstrapFingerprint)
+		}
+	}
+}
+
+func TestBadBundlesAreRefusedByNodes(t *testing.T) {
+	w := newWorld(t, 1)
+	h := w.fleet.Hosts[0]
+	old := h.BootstrapFingerprint
+
+	t.Run("tampered file", func(t *testing.T) {
+		w.importNew()
+		b, err := w.store().Current(certName)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The store is compromised after the bundle was made: the manifest
+		// no longer matches, and the node must notice.
+		chain := filepath.Join(b.Dir, bundle.ChainFile)
+		os.Chmod(chain, 0o644)
+		if err := os.WriteFile(chain, devca.PEM(w.ca.Root), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		code, results, errs := w.pushJSON()
+		if code != 1 || results[h.Name] != "failed" || !strings.Contains(errs[h.Name], "refused") {
+			t.Errorf("push: %d %q %q, want failed/refused", code, results[h.Name], errs[h.Name])
+		}
+		w.wantServed(old)
+	})
+
+	t.Run("untrusted signer", func(t *testing.T) {
+		// A second management server with its own signing key.
+		w.stateDir = filepath.Join(t.TempDir(), "other-state")
+		cfg, err := os.ReadFile(w.config)
+		if err != nil {
+			t.Fatal(err)
+		}
+		other := filepath.Join(t.TempDir(), "certpush.yaml")
+		lines := strings.Split(string(cfg), "\n")
+		for i, l := range lines {
+			if strings.HasPrefix(l, "state_dir:") {
+				lines[i] = "state_dir: " + w.stateDir
+			}
+		}
+		os.WriteFile(other, []byte(strings.Join(lines, "\n")), 0o600)
+		w.config = other
+		w.importNew()
+		code, results, errs := w.pushJSON()
+		if code != 1 || results[h.Name] != "failed" || !strings.Contains(errs[h.Name], "untrusted") {
+			t.Errorf("push: %d %q %q, want failed/untrusted key", code, results[h.Name], errs[h.Name])
+		}
+		w.wantServed(old)
+	})
+}
+
+func (w *world) store() *bundle.Store {
+	return &bundle.Store{Dir: filepath.Join(w.stateDir, "bundles")}
+}
+
+func TestMismatchRefusedAtImport(t *testing.T) {
+	w := newWorld(t, 1)
+	_, p := w.issue(devca.Leaf{})
+	_, q := w.issue(devca.Leaf{})
+	code, _, stderr := w.certpush("import", certName, "--cert", p[0], "--chain", p[1], "--key", q[2])
+	if code == 0 || !strings.Contains(stderr, "private key does not match") {
+		t.Errorf("import of a mismatched key: %d %q", code, stderr)
+	}
+	if _, err := w.store().Current(certName); err == nil {
+		t.Error("a bundle was made from a mismatched key")
+	}
+	_, p = w.issue(devca.Leaf{Domains: []string{"other.test"}})
+	code, _, stderr = w.certpush("import", certName, "--cert", p[0], "--chain", p[1], "--key", p[2])
+	if code == 0 || !strings.Contains(stderr, "does not cover") {
+		t.Errorf("import of a cert for other names: %d %q", code, stderr)
+	}
+}
+
+func TestFailedConfigTestRollsBack(t *testing.T) {
+	w := newWorld(t, 2)
+	broken := w.fleet.Hosts[0]
+	if err := broken.BreakNginxConfig(); err != nil {
+		t.Fatal(err)
+	}
+	fp := w.importNew()
+	code, results, errs := w.pushJSON()
+	if code != 1 {
+		t.Errorf("push exited %d, want 1", code)
+	}
+	if results[broken.Name] != "failed" || !strings.Contains(errs[broken.Name], "rolled_back") {
+		t.Errorf("%s: %q %q, want failed after a rollback", broken.Name, results[broken.Name], errs[broken.Name])
+	}
+	if results["node-2"] != "installed" {
+		t.Errorf("node-2: %q, want installed", results["node-2"])
+	}
+	w.wantServed(broken.BootstrapFingerprint, fp)
+	target, err := os.Readlink(filepath.Join(broken.Root, "live", certName))
+	if err != nil || !strings.HasSuffix(target, broken.BootstrapFingerprint[:16]) {
+		t.Errorf("live link after rollback: %q %v", target, err)
+	}
+
+	// Once the config is fixed, the next push converges.
+	if err := broken.FixNginxConfig(); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, _ := w.certpush("push"); code != 0 {
+		t.Fatalf("push after the fix exited %d", code)
+	}
+	w.wantServed(fp, fp)
+}
+
+func TestDeadHostFailsAlone(t *testing.T) {
+	w := newWorld(t, 3)
+	dead := w.fleet.Hosts[1]
+	if err := dead.StopSSH(); err != nil {
+		t.Fatal(err)
+	}
+	fp := w.importNew()
+	code, results, errs := w.pushJSON()
+	if code != 1 {
+		t.Errorf("push exited %d, want 1", code)
+	}
+	for _, h := range w.fleet.Hosts {
+		want := "installed"
+		if h == dead {
+			want = "failed"
+		}
+		if results[h.Name] != want {
+			t.Errorf("%s: %q (%s), want %s", h.Name, results[h.Name], errs[h.Name], want)
+		}
+	}
+	if !strings.Contains(errs[dead.Name], "connect") {
+		t.Errorf("dead host error %q does not say it could not connect", errs[dead.Name])
+	}
+	w.wantServed(fp, dead.BootstrapFingerprint, fp)
+}
+
+func TestCertbotHook(t *testing.T) {
+	w := newWorld(t, 2)
+	is, _ := w.issue(devca.Leaf{})
+	// certbot's layout: live/<name>/*.pem are symlinks into archive/.
+	le := t.TempDir()
+	archive := filepath.Join(le, "archive", certName)
+	live := filepath.Join(le, "live", certName)
+	os.MkdirAll(archive, 0o700)
+	os.MkdirAll(live, 0o755)
+	for name, data := range map[string][]byte{"cert": is.Cert, "chain": is.Chain, "privkey": is.Key, "fullchain": append(append([]byte{}, is.Cert...), is.Chain...)} {
+		if err := os.WriteFile(filepath.Join(archive, name+"1.pem"), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(filepath.Join("..", "..", "archive", certName, name+"1.pem"), filepath.Join(live, name+".pem")); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	t.Setenv("RENEWED_LINEAGE", "")
+	if code, _, stderr := w.certpush("hook"); code != 2 || !strings.Contains(stderr, "RENEWED_LINEAGE") {
+		t.Errorf("hook without RENEWED_LINEAGE: %d %q, want 2 and a message", code, stderr)
+	}
+
+	t.Setenv("RENEWED_LINEAGE", live)
+	t.Setenv("RENEWED_DOMAINS", "example.test *.example.test")
+	if code, _, _ := w.certpush("hook"); code != 0 {
+		t.Fatalf("hook exited %d", code)
+	}
+	fp := bundle.Fingerprint(is.Leaf)
+	w.wantServed(fp, fp)
+	b, err := w.store().Current(certName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Manifest.Source != bundle.SourceCertbot {
+		t.Errorf("source %q, want certbot", b.Manifest.Source)
+	}
+	for _, f := range bundle.Files {
+		fi, err := os.Lstat(filepath.Join(b.Dir, f))
+		if err != nil || !fi.Mode().IsRegular() {
+			t.Errorf("bundle %s: %v %v, want a regular file", f, fi.Mode(), err)
+		}
+	}
+}

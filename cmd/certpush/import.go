@@ -1,0 +1,157 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/certpush/certpush/internal/bundle"
+	"github.com/certpush/certpush/internal/inventory"
+)
+
+func cmdImport(ctx context.Context, e *env, args []string) error {
+	fs := e.flags("import", "NAME --cert FILE --key FILE [--chain FILE] [--push]",
+		"Make a bundle from a certificate supplied by hand. --cert may hold the full chain.\nIf the same certificate is already the current bundle, nothing new is made.")
+	certFile := fs.String("cert", "", "certificate `file` (PEM; the leaf, or the full chain)")
+	keyFile := fs.String("key", "", "private key `file` (PEM)")
+	chainFile := fs.String("chain", "", "intermediate certificates `file` (PEM), if --cert holds the leaf alone")
+	doPush := fs.Bool("push", false, "push the bundle to the certificate's hosts afterwards")
+	var pf pushFlags
+	fs.BoolVar(&pf.json, "json", false, "print push results as JSON (with --push)")
+	names, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(names) != 1 || *certFile == "" || *keyFile == "" {
+		fs.Usage()
+		return usagef("import takes one NAME, --cert and --key")
+	}
+	name := names[0]
+	cfg, err := e.loadConfig()
+	if err != nil {
+		return err
+	}
+	cert, err := cfg.Cert(name)
+	if err != nil {
+		return usageError{err}
+	}
+	read := func(path string) ([]byte, error) {
+		if path == "" {
+			return nil, nil
+		}
+		return readSmall(path)
+	}
+	certPEM, err := read(*certFile)
+	if err != nil {
+		return usageError{err}
+	}
+	keyPEM, err := read(*keyFile)
+	if err != nil {
+		return usageError{err}
+	}
+	chainPEM, err := read(*chainFile)
+	if err != nil {
+		return usageError{err}
+	}
+	if _, err := e.addBundle(cfg, cert, certPEM, chainPEM, keyPEM, bundle.SourceImport); err != nil {
+		return err
+	}
+	if !*doPush {
+		return nil
+	}
+	rep, err := e.pushCert(ctx, cfg, name, pf)
+	if err != nil {
+		return err
+	}
+	return e.printReports([]certReport{rep}, pf.json)
+}
+
+// readSmall reads a PEM input file, refusing anything larger than a bundle
+// file may be.
+func readSmall(path string) ([]byte, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if fi.Size() > bundle.MaxFileSize {
+		return nil, fmt.Errorf("%s is %d bytes, larger than the %d allowed", path, fi.Size(), bundle.MaxFileSize)
+	}
+	return os.ReadFile(path)
+}
+
+// addBundle validates the PEM material (it must cover the certificate's
+// domains and extraDomains) and makes it the current bundle of cert.
+func (e *env) addBundle(cfg *inventory.Config, cert *inventory.Cert, certPEM, chainPEM, keyPEM []byte, source string, extraDomains ...string) (*bundle.Bundle, error) {
+	mat, err := bundle.ParseMaterial(certPEM, chainPEM, keyPEM)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", cert.Name, err)
+	}
+	signer, err := bundle.LoadOrCreateSigner(cfg.StateDir)
+	if err != nil {
+		return nil, err
+	}
+	b, created, err := e.store(cfg).Add(cert.Name, mat, bundle.AddOptions{
+		Domains: append(append([]string{}, cert.Domains...), extraDomains...),
+		Source:  source,
+		Signer:  signer,
+		Now:     time.Now(),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%s: refused: %w", cert.Name, err)
+	}
+	m := b.Manifest
+	if created {
+		e.log.Info("bundle created", "cert", cert.Name, "bundle", m.ID, "fingerprint", m.Fingerprint, "not_after", m.NotAfter, "source", source)
+		fmt.Fprintf(e.stdout, "%s: new bundle %s (%s, expires %s)\n", cert.Name, m.ID, strings.Join(m.Domains, ", "), m.NotAfter.Format(time.DateOnly))
+	} else {
+		fmt.Fprintf(e.stdout, "%s: unchanged: bundle %s already holds this certificate\n", cert.Name, m.ID)
+	}
+	return b, nil
+}
+
+// errNoLineage is the hook run outside certbot.
+var errNoLineage = errors.New("RENEWED_LINEAGE is not set: 'certpush hook' is certbot's deploy hook (certbot --deploy-hook or /etc/letsencrypt/renewal-hooks/deploy/)")
+
+func cmdHook(ctx context.Context, e *env, args []string) error {
+	fs := e.flags("hook", "[flags]", "certbot deploy hook: bundles the renewed lineage (RENEWED_LINEAGE)\nand pushes it to the certificate's hosts. The certificate name is the\nlineage's directory name.")
+	var pf pushFlags
+	pf.register(fs)
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	lineage := e.getenv("RENEWED_LINEAGE")
+	if lineage == "" {
+		return usageError{errNoLineage}
+	}
+	name := filepath.Base(filepath.Clean(lineage))
+	cfg, err := e.loadConfig()
+	if err != nil {
+		return err
+	}
+	cert, err := cfg.Cert(name)
+	if err != nil {
+		return usageError{fmt.Errorf("lineage %s: %w", lineage, err)}
+	}
+	// The live directory holds symlinks into archive/: read what they
+	// point to, so the bundle holds the files' contents.
+	var data [3][]byte
+	for i, f := range []string{"cert.pem", "chain.pem", "privkey.pem"} {
+		if data[i], err = readSmall(filepath.Join(lineage, f)); err != nil {
+			return fmt.Errorf("read lineage: %w", err)
+		}
+	}
+	// The names certbot renewed must be covered too.
+	renewed := strings.Fields(e.getenv("RENEWED_DOMAINS"))
+	if _, err := e.addBundle(cfg, cert, data[0], data[1], data[2], bundle.SourceCertbot, renewed...); err != nil {
+		return err
+	}
+	rep, err := e.pushCert(ctx, cfg, name, pf)
+	if err != nil {
+		return err
+	}
+	return e.printReports([]certReport{rep}, pf.json)
+}

@@ -1,0 +1,277 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/certpush/certpush/internal/bundle"
+	"github.com/certpush/certpush/internal/inventory"
+	"github.com/certpush/certpush/internal/push"
+)
+
+// pushFlags are the flags shared by the commands that push.
+type pushFlags struct {
+	hosts    string
+	dryRun   bool
+	parallel int
+	canary   int
+	force    bool
+	json     bool
+}
+
+func (p *pushFlags) register(fs interface {
+	StringVar(*string, string, string, string)
+	BoolVar(*bool, string, bool, string)
+	IntVar(*int, string, int, string)
+}) {
+	fs.StringVar(&p.hosts, "hosts", "", "push only to these hosts (comma-separated names)")
+	fs.BoolVar(&p.dryRun, "dry-run", false, "show which hosts need the bundle; change nothing")
+	fs.IntVar(&p.parallel, "parallel", 0, "hosts in flight at once (default: ssh.parallel)")
+	fs.IntVar(&p.canary, "canary", 0, "push to the first `N` hosts first; stop if any fails")
+	fs.BoolVar(&p.force, "force", false, "push and install even where a host has the bundle")
+	fs.BoolVar(&p.json, "json", false, "print results as JSON")
+}
+
+func cmdPush(ctx context.Context, e *env, args []string) error {
+	var pf pushFlags
+	fs := e.flags("push", "[NAME...] [flags]", "Push the current bundle of each named certificate (default: all) to its hosts.")
+	pf.register(fs)
+	names, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	cfg, err := e.loadConfig()
+	if err != nil {
+		return err
+	}
+	if len(names) == 0 {
+		names = cfg.CertOrder
+	}
+	var reports []certReport
+	for _, name := range names {
+		rep, err := e.pushCert(ctx, cfg, name, pf)
+		if err != nil {
+			return err
+		}
+		reports = append(reports, rep)
+	}
+	return e.printReports(reports, pf.json)
+}
+
+// certReport is what a push of one certificate did.
+type certReport struct {
+	Cert     string        `json:"cert"`
+	BundleID string        `json:"bundle_id"`
+	Message  string        `json:"message,omitempty"`
+	Results  []push.Result `json:"results"`
+}
+
+func (e *env) store(cfg *inventory.Config) *bundle.Store {
+	return &bundle.Store{Dir: filepath.Join(cfg.StateDir, "bundles")}
+}
+
+// pushCert pushes the current bundle of name to its hosts: canary hosts
+// first, and the rest only when every canary succeeded.
+func (e *env) pushCert(ctx context.Context, cfg *inventory.Config, name string, pf pushFlags) (certReport, error) {
+	rep := certReport{Cert: name}
+	cert, err := cfg.Cert(name)
+	if err != nil {
+		return rep, usageError{err}
+	}
+	b, err := e.store(cfg).Current(name)
+	if errors.Is(err, bundle.ErrNoBundle) {
+		return rep, usagef("%s has no bundle yet: run 'certpush obtain %s' or 'certpush import %s --cert F --key F'", name, name, name)
+	}
+	if err != nil {
+		return rep, err
+	}
+	rep.BundleID = b.Manifest.ID
+	hosts, err := cfg.HostsFor(name)
+	if err != nil {
+		return rep, usageError{err}
+	}
+	if pf.hosts != "" {
+		if hosts, err = selectHosts(hosts, pf.hosts); err != nil {
+			return rep, err
+		}
+	}
+	auth, closeAuth, err := push.Auth(cfg.SSH.Identity, e.getenv("SSH_AUTH_SOCK"))
+	if err != nil {
+		return rep, usageError{err}
+	}
+	defer closeAuth()
+	parallel := cfg.SSH.Parallel
+	if pf.parallel > 0 {
+		parallel = pf.parallel
+	}
+	p, err := push.New(b, push.Options{
+		Auth:           auth,
+		KnownHosts:     cfg.SSH.KnownHosts,
+		Parallel:       parallel,
+		Timeout:        cfg.SSH.Timeout,
+		ConnectTimeout: cfg.SSH.ConnectTimeout,
+		Install:        cert.Install == inventory.InstallNow,
+		SNI:            cert.SNI(),
+		Force:          pf.force,
+		DryRun:         pf.dryRun,
+		Logger:         e.log.With("cert", name),
+	})
+	if err != nil {
+		return rep, usageError{err}
+	}
+	canaries := len(cert.Canary)
+	if pf.canary > 0 {
+		canaries = pf.canary
+	}
+	canaries = min(canaries, len(hosts))
+	e.log.Info("pushing", "cert", name, "bundle", b.Manifest.ID, "hosts", len(hosts), "canary", canaries, "dry_run", pf.dryRun)
+	results := p.Run(ctx, hosts[:canaries])
+	if failed := countFailed(results); failed > 0 && !pf.dryRun {
+		rep.Message = fmt.Sprintf("%d of %d canary hosts failed: rollout stopped, %d hosts untouched", failed, canaries, len(hosts)-canaries)
+		for _, h := range hosts[canaries:] {
+			results = append(results, push.Result{Host: h.Name, Address: h.SSHAddress(), Result: push.Skipped, BundleID: b.Manifest.ID, Detail: "canary failed"})
+		}
+	} else {
+		results = append(results, p.Run(ctx, hosts[canaries:])...)
+	}
+	rep.Results = results
+	if !pf.dryRun {
+		if err := appendDeployLog(cfg.StateDir, name, results, time.Now()); err != nil {
+			e.log.Warn("write deploy log", "error", err)
+		}
+	}
+	return rep, nil
+}
+
+func selectHosts(hosts []inventory.Host, list string) ([]inventory.Host, error) {
+	want := map[string]bool{}
+	for _, n := range strings.Split(list, ",") {
+		if n = strings.TrimSpace(n); n != "" {
+			want[n] = true
+		}
+	}
+	var out []inventory.Host
+	for _, h := range hosts {
+		if want[h.Name] {
+			out = append(out, h)
+			delete(want, h.Name)
+		}
+	}
+	if len(want) > 0 {
+		var missing []string
+		for n := range want {
+			missing = append(missing, n)
+		}
+		return nil, usagef("--hosts: not hosts of this certificate: %s", strings.Join(missing, ", "))
+	}
+	return out, nil
+}
+
+func countFailed(rs []push.Result) int {
+	n := 0
+	for _, r := range rs {
+		if !r.OK() {
+			n++
+		}
+	}
+	return n
+}
+
+// printReports prints the per-host table (or JSON) and returns errFailed
+// when any host failed.
+func (e *env) printReports(reports []certReport, asJSON bool) error {
+	failed := 0
+	for _, rep := range reports {
+		failed += countFailed(rep.Results)
+	}
+	if asJSON {
+		type jsonResult struct {
+			push.Result
+			DurationMS int64 `json:"duration_ms"`
+		}
+		type jsonReport struct {
+			certReport
+			Results []jsonResult `json:"results"`
+		}
+		out := make([]jsonReport, 0, len(reports))
+		for _, rep := range reports {
+			jr := jsonReport{certReport: rep, Results: []jsonResult{}}
+			for _, r := range rep.Results {
+				jr.Results = append(jr.Results, jsonResult{Result: r, DurationMS: r.Duration.Milliseconds()})
+			}
+			out = append(out, jr)
+		}
+		enc := json.NewEncoder(e.stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(map[string]any{"certs": out}); err != nil {
+			return err
+		}
+	} else {
+		tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "CERT\tHOST\tRESULT\tDURATION\tDETAIL")
+		for _, rep := range reports {
+			for _, r := range rep.Results {
+				detail := r.Detail
+				if r.Err != nil {
+					detail = r.Err.Error()
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", rep.Cert, r.Host, r.Result, r.Duration.Round(time.Millisecond), detail)
+			}
+		}
+		tw.Flush()
+		for _, rep := range reports {
+			if rep.Message != "" {
+				fmt.Fprintf(e.stderr, "certpush: %s: %s\n", rep.Cert, rep.Message)
+			}
+		}
+	}
+	if failed > 0 {
+		fmt.Fprintf(e.stderr, "certpush: %d hosts failed\n", failed)
+		return errFailed
+	}
+	return nil
+}
+
+// deployRecord is one line of <state_dir>/deploy.log.
+type deployRecord struct {
+	Time       time.Time `json:"time"`
+	Cert       string    `json:"cert"`
+	BundleID   string    `json:"bundle_id"`
+	Host       string    `json:"host"`
+	Result     string    `json:"result"`
+	DurationMS int64     `json:"duration_ms"`
+	Error      string    `json:"error,omitempty"`
+}
+
+// appendDeployLog appends one JSON line per host to the deploy log, so
+// that "what did host X get, and when" has an answer.
+func appendDeployLog(stateDir, cert string, results []push.Result, now time.Time) error {
+	if err := os.MkdirAll(stateDir, 0o700); err != nil {
+		return err
+	}
+	var b strings.Builder
+	for _, r := range results {
+		line, err := json.Marshal(deployRecord{Time: now.UTC(), Cert: cert, BundleID: r.BundleID, Host: r.Host, Result: r.Result, DurationMS: r.Duration.Milliseconds(), Error: r.ErrorText})
+		if err != nil {
+			return err
+		}
+		b.Write(line)
+		b.WriteByte('\n')
+	}
+	f, err := os.OpenFile(filepath.Join(stateDir, "deploy.log"), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.WriteString(b.String()); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}

@@ -1,0 +1,108 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/certpush/certpush/internal/bundle"
+	"github.com/certpush/certpush/internal/verify"
+)
+
+func cmdStatus(ctx context.Context, e *env, args []string) error {
+	fs := e.flags("status", "[NAME...] [flags]", "TLS handshake with every configured endpoint, compared with the current bundle.\nExit 1 if any endpoint is not aligned.")
+	asJSON := fs.Bool("json", false, "print results as JSON")
+	hash := fs.String("fingerprint", "sha256", "fingerprint shown: md5, sha1 or sha256")
+	parallel := fs.Int("parallel", 64, "endpoints probed at once")
+	timeout := fs.Duration("timeout", 3*time.Second, "per endpoint")
+	names, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if _, err := verify.Format(nil, *hash); err != nil {
+		return usageError{err}
+	}
+	cfg, err := e.loadConfig()
+	if err != nil {
+		return err
+	}
+	if len(names) == 0 {
+		names = cfg.CertOrder
+	}
+	var eps []verify.Endpoint
+	for _, name := range names {
+		cert, err := cfg.Cert(name)
+		if err != nil {
+			return usageError{err}
+		}
+		want := ""
+		b, err := e.store(cfg).Current(name)
+		switch {
+		case err == nil:
+			want = b.Manifest.Fingerprint
+		case !errors.Is(err, bundle.ErrNoBundle):
+			return err
+		}
+		hosts, err := cfg.HostsFor(name)
+		if err != nil {
+			return usageError{err}
+		}
+		for _, h := range hosts {
+			for _, addr := range h.Verify {
+				eps = append(eps, verify.Endpoint{Cert: name, Host: h.Name, Address: addr, SNI: cert.SNI(), Want: want})
+			}
+		}
+	}
+	reports := verify.Survey(ctx, eps, *parallel, *timeout, time.Now())
+	counts := map[string]int{}
+	for _, r := range reports {
+		counts[r.State]++
+	}
+	summary := summarize(counts, len(reports))
+	if *asJSON {
+		enc := json.NewEncoder(e.stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(map[string]any{"endpoints": reports, "counts": counts, "summary": summary}); err != nil {
+			return err
+		}
+	} else {
+		tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
+		fmt.Fprintf(tw, "CERT\tHOST\tENDPOINT\tSTATE\tFINGERPRINT (%s)\tNOT AFTER\tDAYS\n", strings.ToUpper(*hash))
+		for _, r := range reports {
+			fp, notAfter, days := "-", "-", "-"
+			if r.Leaf != nil {
+				fp, _ = verify.Format(r.Leaf.Raw, *hash)
+				notAfter = r.NotAfter.Format(time.DateOnly)
+				days = fmt.Sprint(r.DaysLeft)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Cert, r.Host, r.Address, r.State, fp, notAfter, days)
+		}
+		tw.Flush()
+		fmt.Fprintln(e.stdout, summary)
+	}
+	if counts[verify.Aligned] != len(reports) {
+		return errFailed
+	}
+	return nil
+}
+
+// summarize gives a line such as "42/45 aligned, 2 stale, 1 unreachable".
+func summarize(counts map[string]int, total int) string {
+	s := fmt.Sprintf("%d/%d aligned", counts[verify.Aligned], total)
+	var others []string
+	for state, n := range counts {
+		if state != verify.Aligned && n > 0 {
+			others = append(others, fmt.Sprintf("%d %s", n, state))
+		}
+	}
+	sort.Strings(others)
+	if len(others) > 0 {
+		s += ", " + strings.Join(others, ", ")
+	}
+	return s
+}

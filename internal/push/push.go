@@ -1,0 +1,478 @@
+// Package push delivers bundles to hosts over SSH: one connection per host,
+// an SFTP upload into a temporary directory that is renamed into place, and
+// (for install: now) certnode run over the same connection.
+package push
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"os"
+	"path"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pkg/sftp"
+	"golang.org/x/crypto/ssh"
+
+	"github.com/certpush/certpush/internal/bundle"
+	"github.com/certpush/certpush/internal/inventory"
+	"github.com/certpush/certpush/internal/verify"
+)
+
+// Outcomes of a host.
+const (
+	Installed = "installed" // uploaded, installed by certnode, verified
+	Uploaded  = "uploaded"  // uploaded; the node's timer installs it (install: cron)
+	Unchanged = "unchanged" // the host already has the bundle
+	Planned   = "would push"
+	Failed    = "failed"
+	Skipped   = "skipped" // not started (rollout stopped)
+)
+
+// Options controls a push.
+type Options struct {
+	Auth           []ssh.AuthMethod
+	KnownHosts     string
+	Parallel       int           // hosts in flight at once
+	Timeout        time.Duration // per host, the whole job
+	ConnectTimeout time.Duration
+	Install        bool   // run certnode install on the host after the upload
+	SNI            string // server name for TLS verification
+	VerifyTimeout  time.Duration
+	Force          bool // push and install even where the host has the bundle
+	DryRun         bool // read what hosts have, change nothing
+	Logger         *slog.Logger
+	// Progress, when set, is called after each host finishes. Calls are
+	// serialized.
+	Progress func(done, total int, r Result)
+}
+
+// Result is the outcome for one host.
+type Result struct {
+	Host      string        `json:"host"`
+	Address   string        `json:"address"`
+	Result    string        `json:"result"`
+	Duration  time.Duration `json:"-"`
+	Previous  string        `json:"previous,omitempty"` // bundle id the host had
+	BundleID  string        `json:"bundle_id"`
+	Detail    string        `json:"detail,omitempty"`
+	Err       error         `json:"-"`
+	ErrorText string        `json:"error,omitempty"`
+}
+
+// OK reports whether the host ended where it should be.
+func (r Result) OK() bool {
+	return r.Result == Installed || r.Result == Uploaded || r.Result == Unchanged || r.Result == Planned
+}
+
+// Pusher pushes one bundle to many hosts.
+type Pusher struct {
+	opts  Options
+	keys  *hostKeys
+	b     *bundle.Bundle
+	files map[string][]byte
+}
+
+// New prepares a push of b: it reads the bundle's files and the
+// known_hosts file once.
+func New(b *bundle.Bundle, opts Options) (*Pusher, error) {
+	if opts.Parallel < 1 {
+		opts.Parallel = 1
+	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = 60 * time.Second
+	}
+	if opts.ConnectTimeout <= 0 {
+		opts.ConnectTimeout = 10 * time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	keys, err := loadHostKeys(opts.KnownHosts)
+	if err != nil {
+		return nil, err
+	}
+	files := make(map[string][]byte, len(bundle.Files)+1)
+	for _, name := range append(bundle.Files, bundle.ManifestFile) {
+		data, err := b.ReadFile(name)
+		if err != nil {
+			return nil, fmt.Errorf("read bundle: %w", err)
+		}
+		files[name] = data
+	}
+	return &Pusher{opts: opts, keys: keys, b: b, files: files}, nil
+}
+
+// Run pushes to hosts, at most Parallel at once, and returns one result per
+// host in the order given. A cancelled ctx stops starting new hosts; hosts
+// under way finish or time out, and the rest are reported as skipped.
+func (p *Pusher) Run(ctx context.Context, hosts []inventory.Host) []Result {
+	results := make([]Result, len(hosts))
+	sem := make(chan struct{}, p.opts.Parallel)
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		done int
+	)
+	for i, h := range hosts {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			for j := i; j < len(hosts); j++ {
+				results[j] = Result{Host: hosts[j].Name, Address: hosts[j].SSHAddress(), Result: Skipped, BundleID: p.b.Manifest.ID, Detail: "rollout stopped"}
+			}
+			break
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			// Hosts under way are not cut short by ctx: they run to the
+			// end or to their own deadline, so none is left half-done.
+			r := p.host(context.WithoutCancel(ctx), h)
+			results[i] = r
+			if p.opts.Progress != nil {
+				mu.Lock()
+				done++
+				p.opts.Progress(done, len(hosts), r)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return results
+}
+
+func (p *Pusher) host(ctx context.Context, h inventory.Host) Result {
+	start := time.Now()
+	r := Result{Host: h.Name, Address: h.SSHAddress(), BundleID: p.b.Manifest.ID}
+	ctx, cancel := context.WithTimeout(ctx, p.opts.Timeout)
+	defer cancel()
+	err := p.deliver(ctx, h, &r)
+	r.Duration = time.Since(start)
+	if err != nil {
+		if ctx.Err() != nil && !errors.Is(err, context.DeadlineExceeded) {
+			err = fmt.Errorf("%w (timeout %s)", err, p.opts.Timeout)
+		}
+		r.Result = Failed
+		r.Err = err
+		r.ErrorText = err.Error()
+		p.opts.Logger.Warn("push failed", "host", h.Name, "cert", p.b.Manifest.Name, "error", err)
+	} else {
+		p.opts.Logger.Debug("push done", "host", h.Name, "cert", p.b.Manifest.Name, "result", r.Result, "duration", r.Duration)
+	}
+	return r
+}
+
+func (p *Pusher) deliver(ctx context.Context, h inventory.Host, r *Result) error {
+	client, err := p.dial(ctx, h)
+	if err != nil {
+		return err
+	}
+	defer client.Close()
+	// Closing the connection is how a deadline interrupts SFTP and
+	// session calls, which take no context.
+	stop := context.AfterFunc(ctx, func() { client.Close() })
+	defer stop()
+
+	sc, err := sftp.NewClient(client, sftp.UseConcurrentWrites(true))
+	if err != nil {
+		return ctxErr(ctx, fmt.Errorf("start sftp: %w", err))
+	}
+	defer sc.Close()
+
+	m := p.b.Manifest
+	dir := path.Join(h.Incoming, m.Name)
+	r.Previous, err = installedID(sc, h.Incoming, m.Name)
+	if err != nil {
+		return ctxErr(ctx, err)
+	}
+	if r.Previous == m.ID && !p.opts.Force {
+		r.Result = Unchanged
+		return nil
+	}
+	if p.opts.DryRun {
+		r.Result = Planned
+		r.Detail = describeChange(r.Previous, m.ID)
+		return nil
+	}
+	if err := p.upload(sc, dir, m.ID); err != nil {
+		return ctxErr(ctx, fmt.Errorf("upload: %w", err))
+	}
+	if !p.opts.Install {
+		r.Result = Uploaded
+		r.Detail = "left for the node's timer"
+		return nil
+	}
+	detail, err := p.install(client, h, m)
+	if err != nil {
+		return ctxErr(ctx, err)
+	}
+	r.Detail = detail
+	for _, ep := range h.Verify {
+		if err := verify.Expect(ctx, ep, p.opts.SNI, m.Fingerprint, p.verifyTimeout()); err != nil {
+			return fmt.Errorf("installed, but TLS check failed: %w", err)
+		}
+	}
+	if len(h.Verify) > 0 {
+		r.Detail = fmt.Sprintf("serves %s on %s", m.Fingerprint[:16], strings.Join(h.Verify, ", "))
+	}
+	r.Result = Installed
+	return nil
+}
+
+func (p *Pusher) verifyTimeout() time.Duration {
+	if p.opts.VerifyTimeout > 0 {
+		return p.opts.VerifyTimeout
+	}
+	return 10 * time.Second
+}
+
+func describeChange(prev, next string) string {
+	if prev == "" {
+		return "none -> " + next
+	}
+	return prev + " -> " + next
+}
+
+// ctxErr prefers the context's error when a call failed because the
+// connection was closed at the deadline.
+func ctxErr(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return fmt.Errorf("%w: %v", ctx.Err(), err)
+	}
+	return err
+}
+
+func (p *Pusher) dial(ctx context.Context, h inventory.Host) (*ssh.Client, error) {
+	addr := h.SSHAddress()
+	dctx, cancel := context.WithTimeout(ctx, p.opts.ConnectTimeout)
+	defer cancel()
+	var d net.Dialer
+	conn, err := d.DialContext(dctx, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("connect: %w", err)
+	}
+	cfg := &ssh.ClientConfig{
+		User:              h.User,
+		Auth:              p.opts.Auth,
+		HostKeyCallback:   p.keys.check,
+		HostKeyAlgorithms: p.keys.algorithms(addr),
+		Timeout:           p.opts.ConnectTimeout,
+	}
+	// The handshake takes no context: bound it with a deadline on the
+	// connection, cleared once it is done.
+	deadline, _ := dctx.Deadline()
+	conn.SetDeadline(deadline)
+	c, chans, reqs, err := ssh.NewClientConn(conn, addr, cfg)
+	if err != nil {
+		conn.Close()
+		var hk *HostKeyError
+		if errors.As(err, &hk) {
+			return nil, hk
+		}
+		return nil, fmt.Errorf("ssh handshake: %w", err)
+	}
+	conn.SetDeadline(time.Time{})
+	return ssh.NewClient(c, chans, reqs), nil
+}
+
+// StatusDir is where certnode publishes, under a host's incoming directory,
+// the manifest of each installed certificate (<name>.json).
+const StatusDir = ".status"
+
+// installedID reads the id of the bundle a host has installed, "" if none.
+func installedID(sc *sftp.Client, incoming, name string) (string, error) {
+	f, err := sc.Open(path.Join(incoming, StatusDir, name+".json"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("read installed manifest: %w", err)
+	}
+	defer f.Close()
+	var buf bytes.Buffer
+	if _, err := buf.ReadFrom(&limitedReader{f, bundle.MaxFileSize}); err != nil {
+		return "", fmt.Errorf("read installed manifest: %w", err)
+	}
+	m, err := bundle.ParseManifest(buf.Bytes())
+	if err != nil {
+		return "", fmt.Errorf("installed manifest: %w", err)
+	}
+	return m.ID, nil
+}
+
+type limitedReader struct {
+	f interface{ Read([]byte) (int, error) }
+	n int64
+}
+
+func (l *limitedReader) Read(b []byte) (int, error) {
+	if l.n <= 0 {
+		return 0, errors.New("file too large")
+	}
+	if int64(len(b)) > l.n+1 {
+		b = b[:l.n+1]
+	}
+	n, err := l.f.Read(b)
+	l.n -= int64(n)
+	return n, err
+}
+
+// upload writes the bundle into dir/.tmp-<random>/ and renames it to
+// dir/<id>. The temporary directory is made private (0700) before any file
+// is created in it, and the key is made 0600 before any byte of it is
+// written, so no one but the push account and root ever can read it. On
+// any error the temporary directory is removed.
+func (p *Pusher) upload(sc *sftp.Client, dir, id string) (err error) {
+	if err := sc.MkdirAll(dir); err != nil {
+		return fmt.Errorf("create %s: %w", dir, err)
+	}
+	var rnd [8]byte
+	rand.Read(rnd[:])
+	tmp := path.Join(dir, ".tmp-"+hex.EncodeToString(rnd[:]))
+	if err := sc.Mkdir(tmp); err != nil {
+		return fmt.Errorf("create %s: %w", tmp, err)
+	}
+	defer func() {
+		if err != nil {
+			sc.RemoveAll(tmp)
+		}
+	}()
+	if err := sc.Chmod(tmp, 0o700); err != nil {
+		return err
+	}
+	for _, name := range append(bundle.Files, bundle.ManifestFile) {
+		if err := p.writeFile(sc, path.Join(tmp, name), name == bundle.KeyFile); err != nil {
+			return err
+		}
+	}
+	// One listing checks every size at once.
+	infos, err := sc.ReadDir(tmp)
+	if err != nil {
+		return err
+	}
+	sizes := map[string]int64{}
+	for _, fi := range infos {
+		sizes[fi.Name()] = fi.Size()
+	}
+	for name, data := range p.files {
+		if sizes[name] != int64(len(data)) {
+			return fmt.Errorf("%s: %d bytes on the host, %d sent", name, sizes[name], len(data))
+		}
+	}
+	if err := sc.Chmod(tmp, 0o755); err != nil {
+		return err
+	}
+	final := path.Join(dir, id)
+	if _, err := sc.Lstat(final); err == nil {
+		// A previous push left it uninstalled, or --force: replace it.
+		if err := sc.RemoveAll(final); err != nil {
+			return fmt.Errorf("remove old %s: %w", final, err)
+		}
+	}
+	if _, ok := sc.HasExtension("posix-rename@openssh.com"); ok {
+		err = sc.PosixRename(tmp, final)
+	} else {
+		err = sc.Rename(tmp, final)
+	}
+	if err != nil {
+		return fmt.Errorf("rename into place: %w", err)
+	}
+	return nil
+}
+
+func (p *Pusher) writeFile(sc *sftp.Client, name string, secret bool) error {
+	f, err := sc.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL)
+	if err != nil {
+		return fmt.Errorf("create %s: %w", name, err)
+	}
+	if secret {
+		if err := f.Chmod(0o600); err != nil {
+			f.Close()
+			return fmt.Errorf("chmod %s: %w", name, err)
+		}
+	}
+	data := p.files[path.Base(name)]
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return fmt.Errorf("write %s: %w", name, err)
+	}
+	return f.Close()
+}
+
+// NodeResult is one entry of `certnode install --json`.
+type NodeResult struct {
+	Cert        string `json:"cert"`
+	Result      string `json:"result"`
+	ID          string `json:"id"`
+	Previous    string `json:"previous"`
+	Fingerprint string `json:"fingerprint"`
+	Error       string `json:"error"`
+}
+
+// ErrInstall is returned when certnode on the host did not install.
+var ErrInstall = errors.New("certnode did not install")
+
+func (p *Pusher) install(client *ssh.Client, h inventory.Host, m *bundle.Manifest) (string, error) {
+	sess, err := client.NewSession()
+	if err != nil {
+		return "", fmt.Errorf("open session: %w", err)
+	}
+	defer sess.Close()
+	var stdout, stderr bytes.Buffer
+	sess.Stdout = &stdout
+	sess.Stderr = &tail{max: 2048, buf: &stderr}
+	cmd := fmt.Sprintf("%s install --json --id %s %s", h.Command, m.ID, m.Name)
+	if p.opts.Force {
+		cmd = fmt.Sprintf("%s install --json --force --id %s %s", h.Command, m.ID, m.Name)
+	}
+	runErr := sess.Run(cmd)
+	var out struct {
+		Results []NodeResult `json:"results"`
+	}
+	if err := json.Unmarshal(stdout.Bytes(), &out); err != nil {
+		msg := strings.TrimSpace(stderr.String())
+		if runErr != nil {
+			return "", fmt.Errorf("%w: %s: %v: %s", ErrInstall, cmd, runErr, msg)
+		}
+		return "", fmt.Errorf("%w: unreadable output from %s: %v", ErrInstall, cmd, err)
+	}
+	for _, nr := range out.Results {
+		if nr.Cert != m.Name {
+			continue
+		}
+		switch nr.Result {
+		case "installed", "unchanged":
+			return "certnode: " + nr.Result, nil
+		default:
+			return "", fmt.Errorf("%w: %s: %s", ErrInstall, nr.Result, nr.Error)
+		}
+	}
+	return "", fmt.Errorf("%w: no result for %s from %s", ErrInstall, m.Name, cmd)
+}
+
+// tail keeps the last max bytes written.
+type tail struct {
+	max int
+	buf *bytes.Buffer
+}
+
+func (t *tail) Write(b []byte) (int, error) {
+	t.buf.Write(b)
+	if over := t.buf.Len() - t.max; over > 0 {
+		t.buf.Next(over)
+	}
+	return len(b), nil
+}

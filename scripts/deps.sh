@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs the Debian packages that certpush's tests and demo start for
+# real: OpenSSH sshd, nginx, pebble (ACME test server) and certbot.
+# Does nothing when everything is already there.
+set -euo pipefail
+
+packages=(openssh-server openssh-client nginx-light pebble certbot curl)
+need=()
+command -v /usr/sbin/sshd >/dev/null || need+=(openssh-server)
+[ -x /usr/lib/openssh/sftp-server ] || need+=(openssh-server)
+command -v ssh-keygen >/dev/null || need+=(openssh-client)
+command -v /usr/sbin/nginx >/dev/null || need+=(nginx-light)
+command -v pebble >/dev/null || need+=(pebble)
+command -v pebble-challtestsrv >/dev/null || need+=(pebble)
+command -v certbot >/dev/null || need+=(certbot)
+command -v curl >/dev/null || need+=(curl)
+if [ ${#need[@]} -eq 0 ]; then
+  exit 0
+fi
+if [ "$(id -u)" -ne 0 ]; then
+  echo "deps: missing ${need[*]}; install with: sudo apt-get install ${packages[*]}" >&2
+  exit 1
+fi
+echo "deps: installing ${packages[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
+# The packages may start system services; the tests start their own.
+for s in nginx ssh; do
+  if command -v systemctl >/dev/null && systemctl is-active --quiet "$s" 2>/dev/null; then
+    systemctl stop "$s" || true
+  fi
+done
