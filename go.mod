@@ -6,6 +6,7 @@ require (
 	github.com/go-acme/lego/v4 v4.35.2 // indirect
 	github.com/kr/fs v0.1.0 // indirect
 	github.com/pkg/sftp v1.13.10 // indirect
+	github.com/prometheus/common v0.62.0 // indirect
 	golang.org/x/crypto v0.50.0 // indirect
 	golang.org/x/sys v0.43.0 // indirect
 	gopkg.in/yaml.v3 v3.0.1 // indirect

@@ -316,7 +316,7 @@ func TestHostKeysAreChecked(t *testing.T) {
 		t.Fatal(err)
 	}
 	changed := w.fleet.Hosts[2]
-	if err := changed.ReplaceHostKey(); err != nil {
+	if err := changed.ReplaceHostKey(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	code, results, errs := w.pushJSON()

@@ -1,0 +1,154 @@
+package inventory
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// listedHost is one entry of a host-list file, with what it set itself.
+type listedHost struct {
+	Host
+	line    int
+	setUser bool
+	setPort bool
+}
+
+// ParseHostList parses a host-list file: one [user@]host[:port] a line;
+// blank lines and '#' comments (whole-line or trailing) are ignored; IPv6
+// is written [::1]:2222, or bare (::1) without a port. Each entry becomes
+// a Host named as written without the user, with Address the host, and
+// defaults (or the package defaults where those are unset) for what the
+// line does not give. Every problem is reported as an *Error naming path
+// and line; they are joined with errors.Join.
+func ParseHostList(path string, data []byte, defaults SSH) ([]Host, error) {
+	entries, errs := parseHostList(path, data, defaults)
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	hosts := make([]Host, len(entries))
+	for i, e := range entries {
+		hosts[i] = e.Host
+	}
+	return hosts, nil
+}
+
+func parseHostList(path string, data []byte, defaults SSH) ([]listedHost, []error) {
+	var (
+		entries []listedHost
+		errs    []error
+		seen    = map[string]int{}
+	)
+	for i, line := range strings.Split(string(data), "\n") {
+		n := i + 1
+		e, err := parseHostLine(line, defaults)
+		if err != nil {
+			errs = append(errs, &Error{File: path, Line: n, Msg: err.Error()})
+			continue
+		}
+		if e == nil {
+			continue
+		}
+		if first, ok := seen[e.Name]; ok {
+			errs = append(errs, &Error{File: path, Line: n, Msg: fmt.Sprintf("duplicate entry %q (first on line %d)", e.Name, first)})
+			continue
+		}
+		seen[e.Name] = n
+		e.line = n
+		entries = append(entries, *e)
+	}
+	return entries, errs
+}
+
+// parseHostLine parses one line; it returns nil for a blank or comment line.
+func parseHostLine(line string, defaults SSH) (*listedHost, error) {
+	if i := strings.IndexByte(line, '#'); i >= 0 {
+		line = line[:i]
+	}
+	line = strings.TrimSpace(line)
+	if line == "" {
+		return nil, nil
+	}
+	if i := strings.IndexAny(line, " \t\v\f\r"); i >= 0 {
+		return nil, fmt.Errorf("unexpected %q after %q: write one [user@]host[:port] a line", strings.TrimSpace(line[i:]), line[:i])
+	}
+	e := &listedHost{}
+	rest := line
+	if user, r, ok := strings.Cut(line, "@"); ok {
+		if err := checkUser(user); err != nil {
+			return nil, err
+		}
+		if strings.Contains(r, "@") {
+			return nil, fmt.Errorf("bad entry %q: more than one '@'", line)
+		}
+		e.User, e.setUser, rest = user, true, r
+	}
+	var host, port string
+	hasPort := false
+	switch {
+	case strings.HasPrefix(rest, "["):
+		end := strings.IndexByte(rest, ']')
+		if end < 0 {
+			return nil, fmt.Errorf("bad entry %q: missing ']'", line)
+		}
+		host = rest[1:end]
+		if a, err := parseIP(host); err != nil || !a.Is6() {
+			return nil, fmt.Errorf("bad address %q: brackets must hold an IPv6 address", rest[:end+1])
+		}
+		if after := rest[end+1:]; after != "" {
+			if after[0] != ':' {
+				return nil, fmt.Errorf("bad entry %q: unexpected %q after ']'", line, after)
+			}
+			port, hasPort = after[1:], true
+		}
+	case strings.Count(rest, ":") > 1:
+		host = rest
+		if a, err := parseIP(host); err != nil || !a.Is6() {
+			return nil, fmt.Errorf("bad address %q: write IPv6 as [addr]:port or a bare address without port", rest)
+		}
+	default:
+		host, port, hasPort = strings.Cut(rest, ":")
+		addr, err := checkAddress(host)
+		if err != nil {
+			return nil, fmt.Errorf("bad address %q: %v", host, err)
+		}
+		host = addr
+	}
+	if hasPort {
+		p, err := parsePort(port)
+		if err != nil {
+			return nil, err
+		}
+		e.Port, e.setPort = p, true
+	}
+	e.Name = rest
+	e.Address = host
+	if err := checkHostName(e.Name); err != nil {
+		return nil, fmt.Errorf("bad host name: %v", err)
+	}
+	if !e.setPort {
+		e.Port = orDefault(defaults.Port, DefaultPort)
+	}
+	if !e.setUser {
+		e.User = orDefault(defaults.User, DefaultUser)
+	}
+	e.Incoming = orDefault(defaults.Incoming, DefaultIncoming)
+	e.Command = orDefault(defaults.Command, DefaultCommand)
+	return e, nil
+}
+
+// checkUser validates an SSH user name.
+func checkUser(u string) error {
+	if u == "" {
+		return errors.New("empty user")
+	}
+	if len(u) > 255 {
+		return fmt.Errorf("user is %d bytes, longer than 255", len(u))
+	}
+	for _, c := range u {
+		if c <= ' ' || c > '~' || c == '@' || c == ':' || c == '#' || c == ',' {
+			return fmt.Errorf("bad user %q: holds %q", u, c)
+		}
+	}
+	return nil
+}

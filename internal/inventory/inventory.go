@@ -1,0 +1,312 @@
+// Package inventory reads certpush's management configuration (YAML) and
+// host-list files, and resolves which hosts receive which certificate.
+//
+// Every problem found while loading names the file and line it comes from
+// (as an *Error); all problems are reported at once, joined with
+// errors.Join.
+package inventory
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/certpush/certpush/internal/verify"
+)
+
+// Install modes of a certificate: run certnode over the push connection,
+// or leave the bundle for the node's timer.
+const (
+	InstallNow  = "now"
+	InstallCron = "cron"
+)
+
+// Challenge types and HTTP-01 modes.
+const (
+	ChallengeDNS01  = "dns-01"
+	ChallengeHTTP01 = "http-01"
+
+	ModeWebrootPush = "webroot-push"
+	ModeStandalone  = "standalone"
+)
+
+// Defaults applied to whatever the configuration leaves unset.
+const (
+	DefaultStateDir       = "/var/lib/certpush"
+	DefaultUser           = "certsync"
+	DefaultPort           = 22
+	DefaultParallel       = 32
+	DefaultTimeout        = 60 * time.Second
+	DefaultConnectTimeout = 10 * time.Second
+	DefaultIncoming       = "/certsync/live"
+	DefaultCommand        = "certnode"
+	DefaultDirectory      = "https://acme-v02.api.letsencrypt.org/directory"
+	DefaultKeyType        = "ec256"
+	DefaultStandaloneAddr = ":80"
+)
+
+// KeyTypes lists the accepted values of key_type.
+var KeyTypes = []string{"ec256", "ec384", "rsa2048", "rsa4096"}
+
+// ErrUnknownCert is returned (wrapped) by Config.Cert and Config.HostsFor
+// for a name that is not configured.
+var ErrUnknownCert = errors.New("unknown certificate")
+
+// Error is one problem in a configuration or host-list file.
+type Error struct {
+	File string // path of the file, as given or resolved from the config
+	Line int    // 1-based; 0 when not known
+	Msg  string
+}
+
+func (e *Error) Error() string {
+	if e.Line > 0 {
+		return fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Msg)
+	}
+	return fmt.Sprintf("%s: %s", e.File, e.Msg)
+}
+
+// Config is a parsed and validated management configuration. Relative
+// paths in the file are resolved against the file's directory.
+type Config struct {
+	Path      string // the file it was read from
+	StateDir  string
+	SSH       SSH
+	ACME      ACME
+	Certs     map[string]*Cert
+	Hosts     map[string]*Host // resolved: defaults from SSH applied
+	CertOrder []string         // certificate names in file order
+}
+
+// SSH holds the push connection settings and per-host defaults.
+type SSH struct {
+	User           string
+	Port           int
+	Identity       string // private key file; "" means use the ssh-agent
+	KnownHosts     string
+	Parallel       int
+	Timeout        time.Duration // per host, for the whole job
+	ConnectTimeout time.Duration
+	Incoming       string // remote directory where bundles land
+	Command        string // remote certnode command, run by the remote shell
+}
+
+// ACME holds the ACME account and client settings.
+type ACME struct {
+	Directory               string
+	Email                   string
+	CAFile                  string // extra PEM roots for the ACME server only
+	EAB                     *EAB
+	KeyType                 string
+	PreferredChain          string
+	DNSResolvers            []string // host:port
+	PropagationTimeout      time.Duration
+	DisablePropagationCheck bool
+}
+
+// EAB is an external account binding.
+type EAB struct {
+	KID     string
+	HMACKey string
+}
+
+// Cert is one certificate lineage and where it goes.
+type Cert struct {
+	Name           string
+	Domains        []string
+	Hosts          []string // host and group names, as written
+	HostsFile      string   // resolved path, "" if none; read by Load and Parse
+	Install        string   // InstallNow or InstallCron
+	Canary         []string
+	VerifySNI      string
+	VerifyPorts    []int
+	RenewBefore    time.Duration // 0: decided by the renewal logic
+	KeyType        string        // "" means ACME.KeyType
+	PreferredChain string
+	Challenge      *Challenge
+
+	// listed holds the hosts read from HostsFile, merged with the
+	// configured hosts of the same name.
+	listed []Host
+}
+
+// Challenge says how ACME validates the certificate's domains.
+type Challenge struct {
+	Type               string // ChallengeDNS01 or ChallengeHTTP01
+	Provider           string // dns-01: lego DNS provider name, or "exec"
+	Mode               string // http-01: ModeWebrootPush or ModeStandalone
+	Webroot            string // http-01 webroot-push: directory on every host
+	Address            string // http-01 standalone: listen address
+	Resolvers          []string
+	PropagationTimeout time.Duration
+}
+
+// Host is one SSH destination. Hosts returned by this package have every
+// field that has a default filled in.
+type Host struct {
+	Name     string
+	Address  string
+	Port     int
+	User     string
+	Groups   []string
+	Verify   []string // TLS endpoints, host:port
+	Incoming string
+	Command  string
+}
+
+// SSHAddress returns the host's address and port in the form net.Dial takes.
+func (h Host) SSHAddress() string {
+	return net.JoinHostPort(h.Address, strconv.Itoa(h.Port))
+}
+
+// SNI returns the server name to use when checking the certificate over
+// TLS: verify_sni, or one derived from the domains.
+func (c *Cert) SNI() string {
+	if c.VerifySNI != "" {
+		return c.VerifySNI
+	}
+	return verify.DefaultSNI(c.Domains)
+}
+
+// Names returns the configured certificate names in file order (sorted
+// when the order is not known).
+func (c *Config) Names() []string {
+	if len(c.CertOrder) == len(c.Certs) {
+		return slices.Clone(c.CertOrder)
+	}
+	names := make([]string, 0, len(c.Certs))
+	for n := range c.Certs {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Cert returns the certificate called name. The error wraps ErrUnknownCert
+// and lists the configured names.
+func (c *Config) Cert(name string) (*Cert, error) {
+	if cert, ok := c.Certs[name]; ok {
+		return cert, nil
+	}
+	names := c.Names()
+	if len(names) == 0 {
+		return nil, fmt.Errorf("%w %q: no certificates configured", ErrUnknownCert, name)
+	}
+	return nil, fmt.Errorf("%w %q (configured: %s)", ErrUnknownCert, name, strings.Join(names, ", "))
+}
+
+// HostsFor returns the hosts that receive the certificate called cert, in
+// a deterministic order: the cert's hosts entries in order (a group
+// expands to its members sorted by name), then the hosts_file entries in
+// file order, without duplicates; then the canary hosts are moved to the
+// front, in canary order. Each host is fully resolved: SSH defaults
+// applied, and Verify filled from the cert's verify_ports when the host
+// has no endpoints of its own. The result is a copy.
+func (c *Config) HostsFor(cert string) ([]Host, error) {
+	ct, err := c.Cert(cert)
+	if err != nil {
+		return nil, err
+	}
+	hosts := c.resolve(ct)
+	out := make([]Host, 0, len(hosts))
+	for _, h := range hosts {
+		h = c.withDefaults(h)
+		if len(h.Verify) == 0 {
+			for _, p := range ct.VerifyPorts {
+				h.Verify = append(h.Verify, net.JoinHostPort(h.Address, strconv.Itoa(p)))
+			}
+		}
+		out = append(out, h)
+	}
+	return out, nil
+}
+
+// resolve lists the cert's hosts in delivery order (see HostsFor), as
+// copies, without defaults applied.
+func (c *Config) resolve(ct *Cert) []Host {
+	members := map[string][]string{}
+	for name, h := range c.Hosts {
+		for _, g := range h.Groups {
+			members[g] = append(members[g], name)
+		}
+	}
+	var order []string
+	byName := map[string]Host{}
+	add := func(h Host, replace bool) {
+		if _, ok := byName[h.Name]; !ok {
+			order = append(order, h.Name)
+		} else if !replace {
+			return
+		}
+		byName[h.Name] = h
+	}
+	for _, ref := range ct.Hosts {
+		if h, ok := c.Hosts[ref]; ok && h != nil {
+			add(copyHost(*h), false)
+			continue
+		}
+		names := slices.Clone(members[ref])
+		sort.Strings(names)
+		for _, n := range names {
+			add(copyHost(*c.Hosts[n]), false)
+		}
+	}
+	// A listed host that is also configured carries the list's user and
+	// port (merged at parse time), so it replaces the configured entry.
+	for _, h := range ct.listed {
+		add(copyHost(h), true)
+	}
+
+	out := make([]Host, 0, len(order))
+	first := map[string]bool{}
+	for _, n := range ct.Canary {
+		if h, ok := byName[n]; ok && !first[n] {
+			first[n] = true
+			out = append(out, h)
+		}
+	}
+	for _, n := range order {
+		if !first[n] {
+			out = append(out, byName[n])
+		}
+	}
+	return out
+}
+
+// withDefaults fills the host's unset fields from the SSH settings, or
+// from the package defaults when those are unset too.
+func (c *Config) withDefaults(h Host) Host {
+	s := c.SSH
+	if h.Port == 0 {
+		h.Port = orDefault(s.Port, DefaultPort)
+	}
+	if h.User == "" {
+		h.User = orDefault(s.User, DefaultUser)
+	}
+	if h.Incoming == "" {
+		h.Incoming = orDefault(s.Incoming, DefaultIncoming)
+	}
+	if h.Command == "" {
+		h.Command = orDefault(s.Command, DefaultCommand)
+	}
+	return h
+}
+
+func orDefault[T comparable](v, def T) T {
+	var zero T
+	if v != zero {
+		return v
+	}
+	return def
+}
+
+func copyHost(h Host) Host {
+	h.Groups = slices.Clone(h.Groups)
+	h.Verify = slices.Clone(h.Verify)
+	return h
+}
