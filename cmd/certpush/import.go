@@ -67,7 +67,7 @@ func cmdImport(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	return e.printReports([]certReport{rep}, pf.json)
+	return e.finishPush(cfg, []certReport{rep}, pf)
 }
 
 // readSmall reads a PEM input file, refusing anything larger than a bundle
@@ -153,5 +153,5 @@ func cmdHook(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	return e.printReports([]certReport{rep}, pf.json)
+	return e.finishPush(cfg, []certReport{rep}, pf)
 }

@@ -50,6 +50,7 @@ type env struct {
 	log            *slog.Logger
 	configPath     string
 	getenv         func(string) string
+	progressShown  bool
 }
 
 // usageError is bad usage or configuration: exit status 2.

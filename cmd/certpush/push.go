@@ -24,6 +24,8 @@ type pushFlags struct {
 	canary   int
 	force    bool
 	json     bool
+	quiet    bool
+	metrics  string
 }
 
 func (p *pushFlags) register(fs interface {
@@ -37,6 +39,8 @@ func (p *pushFlags) register(fs interface {
 	fs.IntVar(&p.canary, "canary", 0, "push to the first `N` hosts first; stop if any fails")
 	fs.BoolVar(&p.force, "force", false, "push and install even where a host has the bundle")
 	fs.BoolVar(&p.json, "json", false, "print results as JSON")
+	fs.BoolVar(&p.quiet, "quiet", false, "print nothing but failures")
+	fs.StringVar(&p.metrics, "metrics-file", "", "write Prometheus metrics to `file` (node_exporter textfile collector)")
 }
 
 func cmdPush(ctx context.Context, e *env, args []string) error {
@@ -62,7 +66,29 @@ func cmdPush(ctx context.Context, e *env, args []string) error {
 		}
 		reports = append(reports, rep)
 	}
-	return e.printReports(reports, pf.json)
+	return e.finishPush(cfg, reports, pf)
+}
+
+// finishPush records the results, writes metrics and prints the report.
+func (e *env) finishPush(cfg *inventory.Config, reports []certReport, pf pushFlags) error {
+	if !pf.dryRun {
+		st, err := loadFleetState(cfg.StateDir)
+		if err != nil {
+			e.log.Warn("read host state", "error", err)
+			st = fleetState{}
+		}
+		bundles := map[string]*bundle.Bundle{}
+		for _, rep := range reports {
+			bundles[rep.Cert] = rep.bundle
+			if err := st.record(cfg.StateDir, rep, time.Now()); err != nil {
+				e.log.Warn("write host state", "error", err)
+			}
+		}
+		if err := pushMetrics(st, reports, bundles).WriteIfSet(pf.metrics); err != nil {
+			return err
+		}
+	}
+	return e.printReports(reports, pf)
 }
 
 // certReport is what a push of one certificate did.
@@ -71,6 +97,7 @@ type certReport struct {
 	BundleID string        `json:"bundle_id"`
 	Message  string        `json:"message,omitempty"`
 	Results  []push.Result `json:"results"`
+	bundle   *bundle.Bundle
 }
 
 func (e *env) store(cfg *inventory.Config) *bundle.Store {
@@ -93,6 +120,7 @@ func (e *env) pushCert(ctx context.Context, cfg *inventory.Config, name string, 
 		return rep, err
 	}
 	rep.BundleID = b.Manifest.ID
+	rep.bundle = b
 	hosts, err := cfg.HostsFor(name)
 	if err != nil {
 		return rep, usageError{err}
@@ -122,6 +150,7 @@ func (e *env) pushCert(ctx context.Context, cfg *inventory.Config, name string, 
 		Force:          pf.force,
 		DryRun:         pf.dryRun,
 		Logger:         e.log.With("cert", name),
+		Progress:       e.progress(name),
 	})
 	if err != nil {
 		return rep, usageError{err}
@@ -142,6 +171,7 @@ func (e *env) pushCert(ctx context.Context, cfg *inventory.Config, name string, 
 		results = append(results, p.Run(ctx, hosts[canaries:])...)
 	}
 	rep.Results = results
+	e.progressDone()
 	if !pf.dryRun {
 		if err := appendDeployLog(cfg.StateDir, name, results, time.Now()); err != nil {
 			e.log.Warn("write deploy log", "error", err)
@@ -186,7 +216,8 @@ func countFailed(rs []push.Result) int {
 
 // printReports prints the per-host table (or JSON) and returns errFailed
 // when any host failed.
-func (e *env) printReports(reports []certReport, asJSON bool) error {
+func (e *env) printReports(reports []certReport, pf pushFlags) error {
+	asJSON := pf.json
 	failed := 0
 	for _, rep := range reports {
 		failed += countFailed(rep.Results)
@@ -215,9 +246,14 @@ func (e *env) printReports(reports []certReport, asJSON bool) error {
 		}
 	} else {
 		tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "CERT\tHOST\tRESULT\tDURATION\tDETAIL")
+		if !pf.quiet || failed > 0 {
+			fmt.Fprintln(tw, "CERT\tHOST\tRESULT\tDURATION\tDETAIL")
+		}
 		for _, rep := range reports {
 			for _, r := range rep.Results {
+				if pf.quiet && r.OK() {
+					continue
+				}
 				detail := r.Detail
 				if r.Err != nil {
 					detail = r.Err.Error()

@@ -20,6 +20,7 @@ func cmdStatus(ctx context.Context, e *env, args []string) error {
 	hash := fs.String("fingerprint", "sha256", "fingerprint shown: md5, sha1 or sha256")
 	parallel := fs.Int("parallel", 64, "endpoints probed at once")
 	timeout := fs.Duration("timeout", 3*time.Second, "per endpoint")
+	metricsFile := fs.String("metrics-file", "", "write Prometheus metrics to `file` (node_exporter textfile collector)")
 	names, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -35,6 +36,7 @@ func cmdStatus(ctx context.Context, e *env, args []string) error {
 		names = cfg.CertOrder
 	}
 	var eps []verify.Endpoint
+	bundles := map[string]*bundle.Bundle{}
 	for _, name := range names {
 		cert, err := cfg.Cert(name)
 		if err != nil {
@@ -45,6 +47,7 @@ func cmdStatus(ctx context.Context, e *env, args []string) error {
 		switch {
 		case err == nil:
 			want = b.Manifest.Fingerprint
+			bundles[name] = b
 		case !errors.Is(err, bundle.ErrNoBundle):
 			return err
 		}
@@ -64,6 +67,9 @@ func cmdStatus(ctx context.Context, e *env, args []string) error {
 		counts[r.State]++
 	}
 	summary := summarize(counts, len(reports))
+	if err := statusMetrics(reports, bundles).WriteIfSet(*metricsFile); err != nil {
+		return err
+	}
 	if *asJSON {
 		enc := json.NewEncoder(e.stdout)
 		enc.SetIndent("", "  ")

@@ -1,0 +1,45 @@
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/certpush/certpush/internal/push"
+)
+
+// isTerminal reports whether w is a terminal.
+func isTerminal(w any) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
+}
+
+// progress returns a push.Options.Progress function that shows hosts done
+// and failures so far on stderr, when stderr is a terminal; nil otherwise
+// (cron stays quiet).
+func (e *env) progress(cert string) func(done, total int, r push.Result) {
+	if !isTerminal(e.stderr) {
+		return nil
+	}
+	failed := 0
+	return func(done, total int, r push.Result) {
+		if !r.OK() {
+			failed++
+		}
+		e.progressShown = true
+		fmt.Fprintf(e.stderr, "\r\x1b[K%s: %d/%d hosts done, %d failed", cert, done, total, failed)
+	}
+}
+
+// progressDone ends a progress line.
+func (e *env) progressDone() {
+	if e.progressShown {
+		fmt.Fprint(e.stderr, "\r\x1b[K")
+		e.progressShown = false
+	}
+}
