@@ -203,8 +203,18 @@ func repeat(s string, n int) []string {
 	return out
 }
 
-// tree lists every path under dir with its mode and size, to compare
-// before and after a run that must change nothing.
+// trees lists every path under the hosts' certificate directories (root
+// and incoming) with mode, size and link target, to compare before and
+// after a run that must change nothing.
+func (w *world) trees() string {
+	w.t.Helper()
+	var out []string
+	for _, h := range w.fleet.Hosts {
+		out = append(out, tree(w.t, h.Root), tree(w.t, h.Incoming))
+	}
+	return strings.Join(out, "\n")
+}
+
 func tree(t *testing.T, dir string) string {
 	t.Helper()
 	var lines []string
@@ -217,7 +227,7 @@ func tree(t *testing.T, dir string) string {
 			return nil
 		}
 		target, _ := os.Readlink(p)
-		lines = append(lines, fmt.Sprintf("%s %v %d %s", strings.TrimPrefix(p, dir), fi.Mode(), fi.Size(), target))
+		lines = append(lines, fmt.Sprintf("%s %v %d %v %s", p, fi.Mode(), fi.Size(), fi.ModTime().UnixNano(), target))
 		return nil
 	})
 	sort.Strings(lines)
@@ -277,7 +287,7 @@ func TestRotateAndDryRun(t *testing.T) {
 		t.Fatalf("push exited %d", code)
 	}
 	second := w.importNew()
-	before := tree(t, w.fleet.Dir)
+	before := w.trees()
 	code, results, _ := w.pushJSON("--dry-run")
 	if code != 0 {
 		t.Fatalf("dry run exited %d", code)
@@ -287,7 +297,7 @@ func TestRotateAndDryRun(t *testing.T) {
 			t.Errorf("dry run: %s: %q", h.Name, results[h.Name])
 		}
 	}
-	if after := tree(t, w.fleet.Dir); after != before {
+	if after := w.trees(); after != before {
 		t.Errorf("dry run changed the hosts:\nbefore:\n%s\nafter:\n%s", before, after)
 	}
 	w.wantServed(first, first)
@@ -308,7 +318,7 @@ func TestHostKeysAreChecked(t *testing.T) {
 	var keep []string
 	unknown := w.fleet.Hosts[1]
 	for _, line := range strings.Split(string(kh), "\n") {
-		if !strings.Contains(line, fmt.Sprintf(":%d]", unknown.SSHPort)) {
+		if !strings.Contains(line, fmt.Sprintf("]:%d ", unknown.SSHPort)) {
 			keep = append(keep, line)
 		}
 	}

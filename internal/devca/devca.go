@@ -65,7 +65,7 @@ func New(name string) (*CA, error) {
 // Leaf describes a certificate to issue.
 type Leaf struct {
 	Domains   []string
-	NotBefore time.Time // default: an hour ago
+	NotBefore time.Time // default: now
 	NotAfter  time.Time // default: 90 days after NotBefore
 	KeyType   string    // ec256 (default), ec384, rsa2048
 }
@@ -85,7 +85,7 @@ func (ca *CA) Issue(l Leaf) (*Issued, error) {
 		return nil, err
 	}
 	if l.NotBefore.IsZero() {
-		l.NotBefore = time.Now().Add(-time.Hour)
+		l.NotBefore = time.Now().Add(-time.Second)
 	}
 	if l.NotAfter.IsZero() {
 		l.NotAfter = l.NotBefore.Add(90 * 24 * time.Hour)

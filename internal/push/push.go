@@ -168,9 +168,9 @@ func (p *Pusher) host(ctx context.Context, h inventory.Host) Result {
 		r.Result = Failed
 		r.Err = err
 		r.ErrorText = err.Error()
-		p.opts.Logger.Warn("push failed", "host", h.Name, "cert", p.b.Manifest.Name, "error", err)
+		p.opts.Logger.Warn("push failed", "host", h.Name, "error", err)
 	} else {
-		p.opts.Logger.Debug("push done", "host", h.Name, "cert", p.b.Manifest.Name, "result", r.Result, "duration", r.Duration)
+		p.opts.Logger.Debug("push done", "host", h.Name, "result", r.Result, "duration", r.Duration)
 	}
 	return r
 }

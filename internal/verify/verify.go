@@ -63,35 +63,57 @@ func Probe(ctx context.Context, endpoint, serverName string, timeout time.Durati
 // certificate than the expected one.
 var ErrWrongCertificate = errors.New("endpoint serves another certificate")
 
-// Expect probes endpoint and checks that it serves the certificate with the
-// given SHA-256 fingerprint (lowercase hex). It retries until the deadline,
-// since a reloaded server takes a moment to switch certificates.
+// Settle is how long an endpoint must keep serving the expected
+// certificate, over at least three handshakes, before Expect accepts it.
+// A reloading server runs old and new workers side by side for a moment
+// (nginx: tens of milliseconds), and a single handshake may reach either.
+const Settle = 150 * time.Millisecond
+
+// Expect probes endpoint until it steadily serves the certificate with the
+// given SHA-256 fingerprint (lowercase hex): at least three handshakes in a
+// row over Settle, none presenting another certificate. It gives up at the
+// timeout and returns the last error.
 func Expect(ctx context.Context, endpoint, serverName, fingerprint string, timeout time.Duration) error {
 	if timeout <= 0 {
 		timeout = 5 * time.Second
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	var last error
-	delay := 20 * time.Millisecond
+	var (
+		last   error
+		since  time.Time // first of the current run of good handshakes
+		good   int
+		delay  = 20 * time.Millisecond
+		expect = strings.ToLower(fingerprint)
+	)
 	for {
 		s, err := Probe(ctx, endpoint, serverName, timeout)
 		switch {
 		case err != nil:
-			last = err
-		case s.Fingerprint == strings.ToLower(fingerprint):
-			return nil
+			last, good = err, 0
+		case s.Fingerprint == expect:
+			if good == 0 {
+				since = time.Now()
+			}
+			good++
+			if good >= 3 && time.Since(since) >= Settle {
+				return nil
+			}
+			delay = Settle / 3
 		default:
-			last = fmt.Errorf("%w: %s serves %s, want %s", ErrWrongCertificate, endpoint, short(s.Fingerprint), short(fingerprint))
+			last, good = fmt.Errorf("%w: %s serves %s, want %s", ErrWrongCertificate, endpoint, short(s.Fingerprint), short(fingerprint)), 0
 		}
 		t := time.NewTimer(delay)
 		select {
 		case <-ctx.Done():
 			t.Stop()
+			if last == nil {
+				last = fmt.Errorf("%s: did not serve %s steadily", endpoint, short(fingerprint))
+			}
 			return last
 		case <-t.C:
 		}
-		if delay < 500*time.Millisecond {
+		if good == 0 && delay < 500*time.Millisecond {
 			delay *= 2
 		}
 	}

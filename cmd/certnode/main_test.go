@@ -1,0 +1,127 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/certpush/certpush/internal/bundle"
+	"github.com/certpush/certpush/internal/devca"
+)
+
+func certnode(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := run(context.Background(), args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+// pushBundle writes a signed bundle for example.com into incoming.
+func pushBundle(t *testing.T, incoming string, s *bundle.Signer, notAfter time.Time) string {
+	t.Helper()
+	ca, err := devca.New("cli test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	iss, err := ca.Issue(devca.Leaf{Domains: []string{"example.com"}, NotAfter: notAfter})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mat, err := bundle.ParseMaterial(iss.Cert, iss.Chain, iss.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := bundle.NewManifest("example.com", mat, bundle.SourceImport, time.Now())
+	if err := s.Sign(m); err != nil {
+		t.Fatal(err)
+	}
+	if err := bundle.Write(filepath.Join(incoming, "example.com", mat.ID()), mat, m); err != nil {
+		t.Fatal(err)
+	}
+	return mat.ID()
+}
+
+func TestCLI(t *testing.T) {
+	dir := t.TempDir()
+	_, key, _ := ed25519.GenerateKey(rand.Reader)
+	s := bundle.NewSigner(key)
+	incoming := filepath.Join(dir, "incoming")
+	cfgPath := filepath.Join(dir, "certnode.yaml")
+	os.WriteFile(cfgPath, []byte(fmt.Sprintf("root: %s\nincoming: %s\ntrusted_keys: [%q]\ncerts:\n  example.com:\n", filepath.Join(dir, "etc"), incoming, s.PublicKey())), 0o644)
+
+	if code, _, stderr := certnode(t, "--config", cfgPath, "check"); code != 1 || stderr != "" {
+		t.Errorf("check before install: %d %q", code, stderr)
+	}
+	id := pushBundle(t, incoming, s, time.Now().Add(10*24*time.Hour))
+	code, stdout, stderr := certnode(t, "--config", cfgPath, "install", "--json", "--id", id, "example.com")
+	if code != 0 {
+		t.Fatalf("install: %d %s %s", code, stdout, stderr)
+	}
+	var out struct {
+		Results []map[string]any `json:"results"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &out); err != nil || len(out.Results) != 1 {
+		t.Fatalf("install output %q: %v", stdout, err)
+	}
+	if r := out.Results[0]; r["cert"] != "example.com" || r["result"] != "installed" || r["id"] != id || r["error"] != "" {
+		t.Errorf("result %v", r)
+	}
+
+	code, stdout, _ = certnode(t, "--config", cfgPath, "install", "example.com")
+	if code != 0 || !strings.Contains(stdout, "nothing") {
+		t.Errorf("second install: %d %q", code, stdout)
+	}
+	code, stdout, _ = certnode(t, "--config", cfgPath, "status", "--json")
+	if code != 0 || !strings.Contains(stdout, id) {
+		t.Errorf("status: %d %q", code, stdout)
+	}
+	if code, stdout, _ = certnode(t, "--config", cfgPath, "check"); code != 1 || !strings.Contains(stdout, "expires in") {
+		t.Errorf("check 14: %d %q", code, stdout)
+	}
+	if code, stdout, _ = certnode(t, "--config", cfgPath, "check", "--days", "5"); code != 0 {
+		t.Errorf("check 5: %d %q", code, stdout)
+	}
+	t.Setenv("CERTNODE_CONFIG", cfgPath)
+	if code, stdout, _ = certnode(t, "check", "--days", "5"); code != 0 {
+		t.Errorf("check via env: %d %q", code, stdout)
+	}
+}
+
+func TestCLIUsage(t *testing.T) {
+	bad := filepath.Join(t.TempDir(), "certnode.yaml")
+	os.WriteFile(bad, []byte("certs:\n  example.com:\n    relaod: [x]\n"), 0o644)
+	testCases := []struct {
+		desc   string
+		args   []string
+		code   int
+		stderr string
+	}{
+		{desc: "no command", code: 2, stderr: "Usage:"},
+		{desc: "unknown command", args: []string{"frob"}, code: 2, stderr: `unknown command "frob"`},
+		{desc: "help", args: []string{"-h"}, code: 0},
+		{desc: "bad config", args: []string{"--config", bad, "install"}, code: 2, stderr: bad + `:3: unknown key "relaod"`},
+		{desc: "missing config", args: []string{"--config", bad + ".none", "status"}, code: 2, stderr: "certnode: hint:"},
+		{desc: "id without name", args: []string{"--config", bad, "install", "--id", "0123456789abcdef"}, code: 2, stderr: "exactly one"},
+		{desc: "bad id", args: []string{"--config", bad, "install", "--id", "x", "a"}, code: 2, stderr: "not a bundle id"},
+		{desc: "pull", args: []string{"pull"}, code: 2, stderr: "not implemented yet"},
+	}
+	for _, tc := range testCases {
+		t.Run(tc.desc, func(t *testing.T) {
+			code, _, stderr := certnode(t, tc.args...)
+			if code != tc.code || !strings.Contains(stderr, tc.stderr) {
+				t.Errorf("exit %d, stderr %q; want %d and %q", code, stderr, tc.code, tc.stderr)
+			}
+		})
+	}
+	if code, stdout, _ := certnode(t, "version"); code != 0 || !strings.HasPrefix(stdout, "certnode ") {
+		t.Errorf("version: %d %q", code, stdout)
+	}
+}

@@ -1,0 +1,510 @@
+// Package install is the node side of certpush: it takes bundles that the
+// push account left in the incoming directory, verifies them, installs
+// them as immutable version directories under <root>/archive, switches the
+// <root>/live/<name> symlink, runs the service's config test and reload,
+// checks over TLS that the new certificate is served, and rolls back on
+// any failure.
+//
+// Everything under the incoming directory is untrusted: it is read through
+// an os.Root, symlinks and special files are refused, sizes are bounded,
+// and nothing is installed before its hashes, signature, key and chain
+// have been verified on a private copy.
+package install
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/certpush/certpush/internal/bundle"
+	"github.com/certpush/certpush/internal/verify"
+)
+
+// Results of installing one certificate.
+const (
+	Installed  = "installed"   // the new bundle is live, reloaded and verified
+	Unchanged  = "unchanged"   // the candidate is what is installed already
+	Nothing    = "nothing"     // no bundle waiting in incoming
+	Refused    = "refused"     // the bundle failed verification; nothing changed
+	RolledBack = "rolled_back" // the test, reload or TLS check failed; the previous version is back
+	Failed     = "failed"      // an error on this host, or a rollback that did not complete
+)
+
+// Errors carried by Result.Err, checked with errors.Is.
+var (
+	ErrNotConfigured = errors.New("certificate is not configured on this node")
+	ErrNameMismatch  = errors.New("bundle is for another certificate")
+	ErrDowngrade     = errors.New("bundle is older than the installed certificate")
+	ErrTestFailed    = errors.New("config test failed")
+	ErrReloadFailed  = errors.New("reload failed")
+	ErrVerifyFailed  = errors.New("endpoint does not serve the new certificate")
+	ErrRollback      = errors.New("rollback did not complete")
+	ErrBadIncoming   = errors.New("malformed bundle in incoming")
+)
+
+// Result is the outcome for one certificate. ID, Fingerprint and NotAfter
+// describe the bundle that was considered (for unchanged and installed, the
+// one now live); Previous is the id that was live before.
+type Result struct {
+	Cert        string    `json:"cert"`
+	Result      string    `json:"result"`
+	ID          string    `json:"id"`
+	Previous    string    `json:"previous"`
+	Fingerprint string    `json:"fingerprint"`
+	NotAfter    time.Time `json:"not_after,omitzero"`
+	Error       string    `json:"error"`
+	Err         error     `json:"-"`
+}
+
+// OK reports whether the result counts as success (exit status 0).
+func (r Result) OK() bool {
+	return r.Result == Installed || r.Result == Unchanged || r.Result == Nothing
+}
+
+// Options change how Install picks and accepts a bundle.
+type Options struct {
+	// Force installs even when the candidate is already installed or older
+	// than the installed certificate.
+	Force bool
+	// ID picks <incoming>/<name>/<ID> instead of the newest bundle. It
+	// needs exactly one name.
+	ID string
+}
+
+// Installer installs certificates as its Config says. Logger and Now may
+// be nil (no logs; time.Now).
+type Installer struct {
+	Config *Config
+	Logger *slog.Logger
+	Now    func() time.Time
+}
+
+func (in *Installer) log() *slog.Logger {
+	if in.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return in.Logger
+}
+
+func (in *Installer) now() time.Time {
+	if in.Now == nil {
+		return time.Now()
+	}
+	return in.Now()
+}
+
+func (in *Installer) archiveDir(name string) string {
+	return filepath.Join(in.Config.Root, "archive", name)
+}
+
+func (in *Installer) liveDir() string { return filepath.Join(in.Config.Root, "live") }
+
+// Install installs the newest bundle waiting for each of names (all
+// configured certificates when names is empty), one after the other, under
+// the node's lock; it waits for the lock as long as ctx allows. Each
+// certificate gets a Result; the error is only for problems that stop
+// everything (the lock, the directories, bad options).
+func (in *Installer) Install(ctx context.Context, names []string, opts Options) ([]Result, error) {
+	if opts.ID != "" {
+		if len(names) != 1 {
+			return nil, errors.New("--id needs exactly one certificate name")
+		}
+		if !validID(opts.ID) {
+			return nil, fmt.Errorf("bundle id %q is not 16 lowercase hex digits", opts.ID)
+		}
+	}
+	if len(names) == 0 {
+		names = in.Config.Names()
+	}
+	names = dedupe(names)
+	if err := in.prepare(); err != nil {
+		return nil, err
+	}
+	unlock, err := in.lock(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	in.cleanStray()
+
+	inc, err := os.OpenRoot(in.Config.Incoming)
+	if errors.Is(err, fs.ErrNotExist) {
+		in.log().Info("no incoming directory yet", "path", in.Config.Incoming)
+		inc = nil
+	} else if err != nil {
+		return nil, fmt.Errorf("open incoming: %w", err)
+	} else {
+		defer inc.Close()
+	}
+
+	results := make([]Result, 0, len(names))
+	for _, name := range names {
+		r := in.installOne(ctx, inc, name, opts)
+		if r.Err != nil {
+			r.Error = r.Err.Error()
+		}
+		l := in.log().With("cert", r.Cert, "result", r.Result, "id", r.ID)
+		switch {
+		case r.Err != nil:
+			l.Warn("install", "error", r.Error)
+		case r.Result == Installed:
+			l.Info("install", "previous", r.Previous, "fingerprint", r.Fingerprint, "not_after", r.NotAfter)
+		default:
+			l.Debug("install")
+		}
+		results = append(results, r)
+	}
+	return results, nil
+}
+
+func dedupe(names []string) []string {
+	var out []string
+	for _, n := range names {
+		if !slices.Contains(out, n) {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// prepare creates root, archive and live when missing.
+func (in *Installer) prepare() error {
+	for _, d := range []string{in.Config.Root, filepath.Join(in.Config.Root, "archive"), in.liveDir()} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return fmt.Errorf("create %s: %w", d, err)
+		}
+	}
+	return nil
+}
+
+// cleanStray removes what an interrupted run left: temporary version
+// directories in archive and temporary symlinks in live.
+func (in *Installer) cleanStray() {
+	archive := filepath.Join(in.Config.Root, "archive")
+	dirs, _ := os.ReadDir(archive)
+	for _, d := range dirs {
+		if !d.IsDir() || strings.HasPrefix(d.Name(), ".") {
+			continue
+		}
+		entries, _ := os.ReadDir(filepath.Join(archive, d.Name()))
+		for _, e := range entries {
+			if strings.HasPrefix(e.Name(), ".tmp") {
+				p := filepath.Join(archive, d.Name(), e.Name())
+				in.log().Info("remove leftover temporary directory", "path", p)
+				os.RemoveAll(p)
+			}
+		}
+	}
+	entries, _ := os.ReadDir(in.liveDir())
+	for _, e := range entries {
+		if n := e.Name(); strings.HasPrefix(n, ".") && strings.HasSuffix(n, ".tmp") {
+			p := filepath.Join(in.liveDir(), n)
+			in.log().Info("remove leftover temporary link", "path", p)
+			os.Remove(p)
+		}
+	}
+}
+
+// attempt carries the state of one certificate's install.
+type attempt struct {
+	in   *Installer
+	ctx  context.Context
+	cert *Cert
+	inc  *os.Root
+	res  Result
+	cur  *installed
+	// consumed lists incoming entries (<name>/<id>) to remove afterwards.
+	consumed     []string
+	keepIncoming bool
+}
+
+func (in *Installer) installOne(ctx context.Context, inc *os.Root, name string, opts Options) Result {
+	a := &attempt{in: in, ctx: ctx, inc: inc, res: Result{Cert: name}}
+	if err := bundle.ValidName(name); err != nil {
+		return a.fail(Refused, err)
+	}
+	c, ok := in.Config.Certs[name]
+	if !ok {
+		return a.fail(Refused, fmt.Errorf("%w: %q is not under certs in %s", ErrNotConfigured, name, in.Config.Path))
+	}
+	a.cert = c
+	cur, err := in.current(name)
+	if err != nil {
+		return a.fail(Failed, err)
+	}
+	a.cur = cur
+	if cur != nil {
+		a.res.Previous = cur.ID
+	}
+	a.run(opts)
+	a.finish()
+	return a.res
+}
+
+func (a *attempt) fail(result string, err error) Result {
+	a.res.Result = result
+	a.res.Err = err
+	return a.res
+}
+
+// finish removes the consumed incoming bundles (unless the failure was
+// this host's own, so that a later run can retry) and publishes the
+// installed manifest for the push account.
+func (a *attempt) finish() {
+	if a.inc == nil {
+		return
+	}
+	if !a.keepIncoming {
+		for _, p := range a.consumed {
+			if err := a.inc.RemoveAll(p); err != nil {
+				a.in.log().Warn("remove incoming bundle", "cert", a.cert.Name, "path", p, "error", err)
+			}
+		}
+	}
+	if err := a.in.publishStatus(a.inc, a.cert.Name); err != nil {
+		a.in.log().Warn("write status", "cert", a.cert.Name, "error", err)
+	}
+}
+
+func (a *attempt) run(opts Options) {
+	in, c, name := a.in, a.cert, a.cert.Name
+	if a.inc == nil {
+		a.res.Result = Nothing
+		if opts.ID != "" {
+			a.res.Err = fmt.Errorf("no bundle %s in %s", opts.ID, in.Config.Incoming)
+		}
+		return
+	}
+	cand, consumed, err := pickCandidate(a.inc, name, opts.ID)
+	a.consumed = consumed
+	if err != nil {
+		a.fail(Refused, err)
+		return
+	}
+	if cand == "" {
+		a.res.Result = Nothing
+		if opts.ID != "" {
+			if a.cur != nil && a.cur.ID == opts.ID && !opts.Force {
+				// Another run installed it already.
+				a.setFromCurrent()
+				a.res.Result = Unchanged
+				return
+			}
+			a.res.Err = fmt.Errorf("no bundle %s in %s", opts.ID, filepath.Join(in.Config.Incoming, name))
+		}
+		return
+	}
+	a.res.ID = cand
+
+	// Copy into a private temporary directory and verify the copy, so
+	// what is checked is what gets installed.
+	ids, err := in.owner(c)
+	if err != nil {
+		a.keepIncoming = true
+		a.fail(Failed, err)
+		return
+	}
+	tmp, err := in.stage(a.inc, name, cand, c, ids)
+	if err != nil {
+		if errors.Is(err, ErrBadIncoming) {
+			a.fail(Refused, err)
+		} else {
+			a.keepIncoming = true
+			a.fail(Failed, err)
+		}
+		return
+	}
+	defer os.RemoveAll(tmp) // a no-op once renamed into place
+
+	b, err := bundle.Open(tmp)
+	if err != nil {
+		a.fail(Refused, fmt.Errorf("%w: %v", ErrBadIncoming, err))
+		return
+	}
+	m := b.Manifest
+	a.res.Fingerprint, a.res.NotAfter = m.Fingerprint, m.NotAfter
+	mat, err := b.Verify(in.Config.TrustedKeys, in.now())
+	if err != nil {
+		a.fail(Refused, fmt.Errorf("bundle %s: %w", cand, err))
+		return
+	}
+	if m.Name != name {
+		a.fail(Refused, fmt.Errorf("%w: bundle %s is for %q, not %q", ErrNameMismatch, cand, m.Name, name))
+		return
+	}
+	if m.ID != cand {
+		a.fail(Refused, fmt.Errorf("%w: directory %s holds bundle %s", ErrBadIncoming, cand, m.ID))
+		return
+	}
+	if missing := bundle.Uncovered(mat.Leaf, c.Domains); len(missing) > 0 {
+		a.fail(Refused, fmt.Errorf("bundle %s: %w: %s (certificate has %s)", cand, bundle.ErrNames,
+			strings.Join(missing, ", "), strings.Join(bundle.Domains(mat.Leaf), ", ")))
+		return
+	}
+	if a.cur != nil && a.cur.ID == cand && !opts.Force {
+		a.res.Result = Unchanged
+		return
+	}
+	if a.cur != nil && a.cur.Manifest != nil && m.NotBefore.Before(a.cur.Manifest.NotBefore) && !opts.Force {
+		a.fail(Refused, fmt.Errorf("%w: bundle %s was issued %s, the installed %s %s; use --force to install it anyway",
+			ErrDowngrade, cand, m.NotBefore.UTC().Format(time.RFC3339), a.cur.ID, a.cur.Manifest.NotBefore.UTC().Format(time.RFC3339)))
+		return
+	}
+
+	created, err := in.place(tmp, name, cand, a.cur)
+	if err != nil {
+		a.keepIncoming = true
+		a.fail(Failed, err)
+		return
+	}
+	a.activate(m, created)
+}
+
+// activate swaps the live link to the new version, tests, reloads and
+// verifies, rolling back on failure.
+func (a *attempt) activate(m *bundle.Manifest, created bool) {
+	in, c, name := a.in, a.cert, a.cert.Name
+	target := filepath.Join("..", "archive", name, m.ID)
+	// dropNew removes a version directory this run created and that is
+	// not live, so that a rolled-back bundle does not crowd out good ones.
+	dropNew := func() {
+		if created {
+			os.RemoveAll(filepath.Join(in.archiveDir(name), m.ID))
+		}
+	}
+	if err := in.swap(name, target); err != nil {
+		dropNew()
+		a.keepIncoming = true
+		a.fail(Failed, fmt.Errorf("switch live link: %w", err))
+		return
+	}
+	env := []string{
+		"CERTNODE_NAME=" + name,
+		"CERTNODE_ID=" + m.ID,
+		"CERTNODE_LIVE_DIR=" + filepath.Join(in.liveDir(), name),
+	}
+	if len(c.Test) > 0 {
+		if err := in.command(a.ctx, "test", c.Test, env); err != nil {
+			err = fmt.Errorf("%w: %v", ErrTestFailed, err)
+			// The service never loaded the new files: no reload.
+			if rerr := in.rollback(a.ctx, c, a.cur, env, false); rerr != nil {
+				a.fail(Failed, errors.Join(err, rerr))
+			} else {
+				a.fail(RolledBack, err)
+			}
+			dropNew()
+			return
+		}
+	}
+	var failure error
+	if len(c.Reload) > 0 {
+		if err := in.command(a.ctx, "reload", c.Reload, env); err != nil {
+			failure = fmt.Errorf("%w: %v", ErrReloadFailed, err)
+		}
+	}
+	if failure == nil {
+		failure = in.verifyServed(a.ctx, c, m.Domains, m.Fingerprint)
+	}
+	if failure != nil {
+		if rerr := in.rollback(a.ctx, c, a.cur, env, true); rerr != nil {
+			a.fail(Failed, errors.Join(failure, rerr))
+		} else {
+			a.fail(RolledBack, failure)
+		}
+		dropNew()
+		return
+	}
+	a.res.Result = Installed
+	in.prune(name, m.ID)
+}
+
+func (a *attempt) setFromCurrent() {
+	a.res.ID = a.cur.ID
+	if m := a.cur.Manifest; m != nil {
+		a.res.Fingerprint, a.res.NotAfter = m.Fingerprint, m.NotAfter
+	}
+}
+
+// verifyServed checks every verify endpoint of c for fingerprint.
+func (in *Installer) verifyServed(ctx context.Context, c *Cert, domains []string, fingerprint string) error {
+	if len(c.Verify) == 0 {
+		return nil
+	}
+	sni := sniFor(c, domains)
+	var errs []error
+	for _, ep := range c.Verify {
+		start := time.Now()
+		if err := verify.Expect(ctx, ep, sni, fingerprint, c.VerifyTimeout); err != nil {
+			errs = append(errs, fmt.Errorf("%s (SNI %s): %w", ep, sni, err))
+			continue
+		}
+		in.log().Debug("verified", "cert", c.Name, "endpoint", ep, "fingerprint", fingerprint, "duration", time.Since(start))
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%w: %w", ErrVerifyFailed, errors.Join(errs...))
+	}
+	return nil
+}
+
+func sniFor(c *Cert, domains []string) string {
+	if c.VerifySNI != "" {
+		return c.VerifySNI
+	}
+	if len(c.Domains) > 0 {
+		domains = c.Domains
+	}
+	return verify.DefaultSNI(domains)
+}
+
+// rollback points live/<name> back at the previous version (or removes it
+// when there was none) and, when reload is set, reloads the service and
+// checks that the previous certificate is served again. It runs even when
+// ctx is cancelled, within the configured timeouts.
+func (in *Installer) rollback(ctx context.Context, c *Cert, prev *installed, env []string, reload bool) error {
+	ctx = context.WithoutCancel(ctx)
+	var err error
+	if prev != nil {
+		err = in.swap(c.Name, prev.Target)
+	} else {
+		err = in.unlink(c.Name)
+	}
+	if err != nil {
+		return fmt.Errorf("%w: restore live link: %v", ErrRollback, err)
+	}
+	in.log().Info("rolled back live link", "cert", c.Name, "previous", prevID(prev))
+	if !reload {
+		return nil
+	}
+	if prev != nil {
+		env = []string{
+			"CERTNODE_NAME=" + c.Name,
+			"CERTNODE_ID=" + prev.ID,
+			"CERTNODE_LIVE_DIR=" + filepath.Join(in.liveDir(), c.Name),
+		}
+	}
+	if len(c.Reload) > 0 {
+		if err := in.command(ctx, "reload", c.Reload, env); err != nil {
+			return fmt.Errorf("%w: reload after rollback: %v", ErrRollback, err)
+		}
+	}
+	if prev != nil && prev.Manifest != nil {
+		if err := in.verifyServed(ctx, c, prev.Manifest.Domains, prev.Manifest.Fingerprint); err != nil {
+			return fmt.Errorf("%w: previous certificate %s not served after rollback: %v", ErrRollback, prev.ID, err)
+		}
+	}
+	return nil
+}
+
+func prevID(p *installed) string {
+	if p == nil {
+		return ""
+	}
+	return p.ID
+}
