@@ -26,6 +26,7 @@ type pushFlags struct {
 	json     bool
 	quiet    bool
 	metrics  string
+	maxFail  int
 }
 
 func (p *pushFlags) register(fs interface {
@@ -36,7 +37,8 @@ func (p *pushFlags) register(fs interface {
 	fs.StringVar(&p.hosts, "hosts", "", "push only to these hosts (comma-separated names)")
 	fs.BoolVar(&p.dryRun, "dry-run", false, "show which hosts need the bundle; change nothing")
 	fs.IntVar(&p.parallel, "parallel", 0, "hosts in flight at once (default: ssh.parallel)")
-	fs.IntVar(&p.canary, "canary", 0, "push to the first `N` hosts first; stop if any fails")
+	fs.IntVar(&p.canary, "canary", 0, "push to the first `N` hosts first (default: the config's canary hosts); stop if any fails")
+	fs.IntVar(&p.maxFail, "max-failures", 0, "after the canaries, stop starting hosts once more than `N` failed (0: no limit)")
 	fs.BoolVar(&p.force, "force", false, "push and install even where a host has the bundle")
 	fs.BoolVar(&p.json, "json", false, "print results as JSON")
 	fs.BoolVar(&p.quiet, "quiet", false, "print nothing but failures")
@@ -151,6 +153,7 @@ func (e *env) pushCert(ctx context.Context, cfg *inventory.Config, name string, 
 		DryRun:         pf.dryRun,
 		Logger:         e.log.With("cert", name),
 		Progress:       e.progress(name),
+		MaxFailures:    pf.maxFail,
 	})
 	if err != nil {
 		return rep, usageError{err}
@@ -161,14 +164,21 @@ func (e *env) pushCert(ctx context.Context, cfg *inventory.Config, name string, 
 	}
 	canaries = min(canaries, len(hosts))
 	e.log.Info("pushing", "cert", name, "bundle", b.Manifest.ID, "hosts", len(hosts), "canary", canaries, "dry_run", pf.dryRun)
-	results := p.Run(ctx, hosts[:canaries])
+	results := wave("canary", p.Run(ctx, hosts[:canaries]))
 	if failed := countFailed(results); failed > 0 && !pf.dryRun {
 		rep.Message = fmt.Sprintf("%d of %d canary hosts failed: rollout stopped, %d hosts untouched", failed, canaries, len(hosts)-canaries)
 		for _, h := range hosts[canaries:] {
-			results = append(results, push.Result{Host: h.Name, Address: h.SSHAddress(), Result: push.Skipped, BundleID: b.Manifest.ID, Detail: "canary failed"})
+			results = append(results, push.Result{Host: h.Name, Address: h.SSHAddress(), Wave: "rest", Result: push.Skipped, BundleID: b.Manifest.ID, Detail: "canary failed"})
 		}
 	} else {
-		results = append(results, p.Run(ctx, hosts[canaries:])...)
+		rest := "rest"
+		if canaries == 0 {
+			rest = "all"
+		}
+		results = append(results, wave(rest, p.Run(ctx, hosts[canaries:]))...)
+	}
+	if ctx.Err() != nil {
+		rep.Message = "interrupted: no new hosts were started; hosts under way finished"
 	}
 	rep.Results = results
 	e.progressDone()
@@ -178,6 +188,13 @@ func (e *env) pushCert(ctx context.Context, cfg *inventory.Config, name string, 
 		}
 	}
 	return rep, nil
+}
+
+func wave(name string, rs []push.Result) []push.Result {
+	for i := range rs {
+		rs[i].Wave = name
+	}
+	return rs
 }
 
 func selectHosts(hosts []inventory.Host, list string) ([]inventory.Host, error) {
@@ -247,7 +264,7 @@ func (e *env) printReports(reports []certReport, pf pushFlags) error {
 	} else {
 		tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
 		if !pf.quiet || failed > 0 {
-			fmt.Fprintln(tw, "CERT\tHOST\tRESULT\tDURATION\tDETAIL")
+			fmt.Fprintln(tw, "CERT\tWAVE\tHOST\tRESULT\tDURATION\tDETAIL")
 		}
 		for _, rep := range reports {
 			for _, r := range rep.Results {
@@ -258,7 +275,7 @@ func (e *env) printReports(reports []certReport, pf pushFlags) error {
 				if r.Err != nil {
 					detail = r.Err.Error()
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", rep.Cert, r.Host, r.Result, r.Duration.Round(time.Millisecond), detail)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", rep.Cert, r.Wave, r.Host, r.Result, r.Duration.Round(time.Millisecond), detail)
 			}
 		}
 		tw.Flush()

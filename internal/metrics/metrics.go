@@ -108,4 +108,3 @@ func (s *Set) WriteIfSet(path string) error {
 	}
 	return s.WriteFile(path)
 }
-

@@ -51,6 +51,9 @@ type Options struct {
 	Force          bool // push and install even where the host has the bundle
 	DryRun         bool // read what hosts have, change nothing
 	Logger         *slog.Logger
+	// MaxFailures, when above zero, stops starting new hosts once more
+	// than that many hosts have failed.
+	MaxFailures int
 	// Progress, when set, is called after each host finishes. Calls are
 	// serialized.
 	Progress func(done, total int, r Result)
@@ -59,6 +62,7 @@ type Options struct {
 // Result is the outcome for one host.
 type Result struct {
 	Host      string        `json:"host"`
+	Wave      string        `json:"wave,omitempty"` // canary or rest
 	Address   string        `json:"address"`
 	Result    string        `json:"result"`
 	Duration  time.Duration `json:"-"`
@@ -118,19 +122,28 @@ func New(b *bundle.Bundle, opts Options) (*Pusher, error) {
 func (p *Pusher) Run(ctx context.Context, hosts []inventory.Host) []Result {
 	results := make([]Result, len(hosts))
 	sem := make(chan struct{}, p.opts.Parallel)
+	ctx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
 	var (
-		wg   sync.WaitGroup
-		mu   sync.Mutex
-		done int
+		wg     sync.WaitGroup
+		mu     sync.Mutex
+		done   int
+		failed int
 	)
 	for i, h := range hosts {
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
+		if ctx.Err() == nil {
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+			}
 		}
 		if ctx.Err() != nil {
+			why := "rollout interrupted"
+			if cause := context.Cause(ctx); errors.Is(cause, ErrTooManyFailures) {
+				why = cause.Error()
+			}
 			for j := i; j < len(hosts); j++ {
-				results[j] = Result{Host: hosts[j].Name, Address: hosts[j].SSHAddress(), Result: Skipped, BundleID: p.b.Manifest.ID, Detail: "rollout stopped"}
+				results[j] = Result{Host: hosts[j].Name, Address: hosts[j].SSHAddress(), Result: Skipped, BundleID: p.b.Manifest.ID, Detail: why}
 			}
 			break
 		}
@@ -142,17 +155,26 @@ func (p *Pusher) Run(ctx context.Context, hosts []inventory.Host) []Result {
 			// end or to their own deadline, so none is left half-done.
 			r := p.host(context.WithoutCancel(ctx), h)
 			results[i] = r
+			mu.Lock()
+			defer mu.Unlock()
+			done++
+			if !r.OK() {
+				failed++
+				if p.opts.MaxFailures > 0 && failed > p.opts.MaxFailures {
+					stop(fmt.Errorf("%w: %d hosts failed, more than %d", ErrTooManyFailures, failed, p.opts.MaxFailures))
+				}
+			}
 			if p.opts.Progress != nil {
-				mu.Lock()
-				done++
 				p.opts.Progress(done, len(hosts), r)
-				mu.Unlock()
 			}
 		}()
 	}
 	wg.Wait()
 	return results
 }
+
+// ErrTooManyFailures stops a rollout when more hosts failed than allowed.
+var ErrTooManyFailures = errors.New("rollout stopped")
 
 func (p *Pusher) host(ctx context.Context, h inventory.Host) Result {
 	start := time.Now()
