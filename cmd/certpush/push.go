@@ -275,6 +275,7 @@ func (e *env) printReports(reports []certReport, pf pushFlags) error {
 				if r.Err != nil {
 					detail = r.Err.Error()
 				}
+				detail = strings.Join(strings.Fields(detail), " ")
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", rep.Cert, r.Wave, r.Host, r.Result, r.Duration.Round(time.Millisecond), detail)
 			}
 		}
