@@ -7,6 +7,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/certpush/certpush/internal/push"
+	"github.com/certpush/certpush/internal/verify"
 )
 
 // isTerminal reports whether w is a terminal.
@@ -33,6 +34,21 @@ func (e *env) progress(cert string) func(done, total int, r push.Result) {
 		}
 		e.progressShown = true
 		fmt.Fprintf(e.stderr, "\r\x1b[K%s: %d/%d hosts done, %d failed", cert, done, total, failed)
+	}
+}
+
+// surveyProgress is progress for status: endpoints done and not aligned.
+func (e *env) surveyProgress() func(done, total int, r verify.Report) {
+	if !isTerminal(e.stderr) {
+		return nil
+	}
+	bad := 0
+	return func(done, total int, r verify.Report) {
+		if r.State != verify.Aligned {
+			bad++
+		}
+		e.progressShown = true
+		fmt.Fprintf(e.stderr, "\r\x1b[K%d/%d endpoints checked, %d not aligned", done, total, bad)
 	}
 }
 

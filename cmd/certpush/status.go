@@ -61,7 +61,8 @@ func cmdStatus(ctx context.Context, e *env, args []string) error {
 			}
 		}
 	}
-	reports := verify.Survey(ctx, eps, *parallel, *timeout, time.Now())
+	reports := verify.Survey(ctx, eps, *parallel, *timeout, time.Now(), e.surveyProgress())
+	e.progressDone()
 	counts := map[string]int{}
 	for _, r := range reports {
 		counts[r.State]++

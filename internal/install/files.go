@@ -43,6 +43,12 @@ func (in *Installer) current(name string) (*installed, error) {
 		}
 		return nil, fmt.Errorf("read live link: %w", err)
 	}
+	return in.installedAt(name, target), nil
+}
+
+// installedAt describes the version a live/<name> link with target points
+// at.
+func (in *Installer) installedAt(name, target string) *installed {
 	cur := &installed{Target: target}
 	if id := filepath.Base(target); validID(id) && target == filepath.Join("..", "archive", name, id) {
 		cur.ID = id
@@ -54,14 +60,14 @@ func (in *Installer) current(name string) (*installed, error) {
 	b, err := bundle.Open(cur.Dir)
 	if err != nil {
 		in.log().Warn("installed version unreadable", "cert", name, "target", target, "error", err)
-		return cur, nil
+		return cur
 	}
 	cur.Manifest = b.Manifest
 	cur.Raw, _ = b.ReadFile(bundle.ManifestFile)
 	if cur.ID == "" {
 		cur.ID = b.Manifest.ID
 	}
-	return cur, nil
+	return cur
 }
 
 func validID(id string) bool {

@@ -39,13 +39,18 @@ type Report struct {
 
 // Survey probes every endpoint, at most parallel at once, each within
 // timeout, and classifies what it serves. Reports come in the order of eps.
-func Survey(ctx context.Context, eps []Endpoint, parallel int, timeout time.Duration, now time.Time) []Report {
+// progress, when not nil, is called after each endpoint, serialized.
+func Survey(ctx context.Context, eps []Endpoint, parallel int, timeout time.Duration, now time.Time, progress func(done, total int, r Report)) []Report {
 	if parallel < 1 {
 		parallel = 1
 	}
 	out := make([]Report, len(eps))
 	sem := make(chan struct{}, parallel)
-	var wg sync.WaitGroup
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		done int
+	)
 	for i, ep := range eps {
 		sem <- struct{}{}
 		wg.Add(1)
@@ -53,6 +58,12 @@ func Survey(ctx context.Context, eps []Endpoint, parallel int, timeout time.Dura
 			defer wg.Done()
 			defer func() { <-sem }()
 			out[i] = classify(ctx, ep, timeout, now)
+			if progress != nil {
+				mu.Lock()
+				done++
+				progress(done, len(eps), out[i])
+				mu.Unlock()
+			}
 		}()
 	}
 	wg.Wait()
