@@ -2,13 +2,260 @@ package main
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/certpush/certpush/internal/acme"
+	"github.com/certpush/certpush/internal/bundle"
+	"github.com/certpush/certpush/internal/inventory"
+	"github.com/certpush/certpush/internal/push"
 )
 
 func cmdObtain(ctx context.Context, e *env, args []string) error {
-	return usageError{errors.New("obtain: ACME issuance is not available in this build yet")}
+	fs := e.flags("obtain", "NAME [flags]", "Obtain a new certificate for NAME over ACME (even if the current one is valid),\nmake it the current bundle and push it to the certificate's hosts.")
+	var pf pushFlags
+	pf.register(fs)
+	noPush := fs.Bool("no-push", false, "make the bundle but do not push it")
+	names, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(names) != 1 {
+		fs.Usage()
+		return usagef("obtain takes one certificate NAME")
+	}
+	cfg, err := e.loadConfig()
+	if err != nil {
+		return err
+	}
+	cert, err := acmeCert(cfg, names[0])
+	if err != nil {
+		return err
+	}
+	if err := e.obtain(ctx, cfg, cert, nil); err != nil {
+		return err
+	}
+	if *noPush {
+		return nil
+	}
+	rep, err := e.pushCert(ctx, cfg, cert.Name, pf)
+	if err != nil {
+		return err
+	}
+	return e.finishPush(cfg, []certReport{rep}, pf)
 }
 
 func cmdRenew(ctx context.Context, e *env, args []string) error {
-	return usageError{errors.New("renew: ACME renewal is not available in this build yet")}
+	fs := e.flags("renew", "[NAME...] [flags]", `For each ACME certificate (default: all with a challenge), obtain a new one
+when it is due: less than renew_before left (default: a third of its
+lifetime), or inside the CA's renewal window (ARI). A valid certificate is
+never re-issued. Then push every named certificate to the hosts that do
+not have it yet, so hosts that failed before are retried.
+Safe to run from cron or a systemd timer every few hours.`)
+	var pf pushFlags
+	pf.register(fs)
+	names, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	cfg, err := e.loadConfig()
+	if err != nil {
+		return err
+	}
+	var certs []*inventory.Cert
+	if len(names) == 0 {
+		for _, n := range cfg.CertOrder {
+			if c := cfg.Certs[n]; c.Challenge != nil {
+				certs = append(certs, c)
+			}
+		}
+		if len(certs) == 0 {
+			return usagef("no certificate in %s has a challenge: renew only handles ACME certificates", cfg.Path)
+		}
+	} else {
+		for _, n := range names {
+			c, err := acmeCert(cfg, n)
+			if err != nil {
+				return err
+			}
+			certs = append(certs, c)
+		}
+	}
+	var (
+		reports []certReport
+		failed  []error
+	)
+	for _, cert := range certs {
+		if err := e.renewOne(ctx, cfg, cert); err != nil {
+			e.log.Error("renew failed", "cert", cert.Name, "error", err)
+			fmt.Fprintf(e.stderr, "certpush: %s: renew failed: %v\n", cert.Name, err)
+			var ue usageError
+			if errors.As(err, &ue) {
+				return err
+			}
+			failed = append(failed, err)
+		}
+		// Push whatever is current, renewed or not: hosts that missed
+		// an earlier push catch up.
+		if _, err := e.store(cfg).Current(cert.Name); errors.Is(err, bundle.ErrNoBundle) {
+			continue
+		}
+		rep, err := e.pushCert(ctx, cfg, cert.Name, pf)
+		if err != nil {
+			return err
+		}
+		reports = append(reports, rep)
+	}
+	err = e.finishPush(cfg, reports, pf)
+	if len(failed) > 0 && err == nil {
+		return errFailed
+	}
+	return err
+}
+
+// renewOne obtains a new certificate for cert when it is due.
+func (e *env) renewOne(ctx context.Context, cfg *inventory.Config, cert *inventory.Cert) error {
+	cur, err := e.store(cfg).Current(cert.Name)
+	if errors.Is(err, bundle.ErrNoBundle) {
+		fmt.Fprintf(e.stdout, "%s: no certificate yet: obtaining one\n", cert.Name)
+		return e.obtain(ctx, cfg, cert, nil)
+	}
+	if err != nil {
+		return err
+	}
+	leaf, err := cur.Leaf()
+	if err != nil {
+		return err
+	}
+	client, err := e.acmeClient(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	ari, err := client.RenewalInfo(ctx, leaf)
+	if err != nil && !errors.Is(err, acme.ErrNoARI) {
+		e.log.Warn("renewal information unavailable; using the threshold", "cert", cert.Name, "error", err)
+	}
+	d := acme.Due(leaf, cert.RenewBefore, ari, time.Now())
+	if !d.Due {
+		fmt.Fprintf(e.stdout, "%s: not due: %s\n", cert.Name, d.Reason)
+		return nil
+	}
+	fmt.Fprintf(e.stdout, "%s: renewing: %s\n", cert.Name, d.Reason)
+	return e.obtainWith(ctx, client, cfg, cert, leaf)
+}
+
+func acmeCert(cfg *inventory.Config, name string) (*inventory.Cert, error) {
+	cert, err := cfg.Cert(name)
+	if err != nil {
+		return nil, usageError{err}
+	}
+	if cert.Challenge == nil {
+		return nil, usagef("%s has no challenge in %s: it is not obtained over ACME (use import or the certbot hook)", name, cfg.Path)
+	}
+	return cert, nil
+}
+
+func (e *env) acmeClient(ctx context.Context, cfg *inventory.Config) (*acme.Client, error) {
+	ac := acme.Config{
+		Directory: cfg.ACME.Directory,
+		Email:     cfg.ACME.Email,
+		StateDir:  cfg.StateDir,
+		UserAgent: "certpush/" + version,
+		Logger:    e.log,
+	}
+	if cfg.ACME.CAFile != "" {
+		data, err := os.ReadFile(cfg.ACME.CAFile)
+		if err != nil {
+			return nil, usagef("acme.ca_file: %v", err)
+		}
+		ac.CARoots = x509.NewCertPool()
+		if !ac.CARoots.AppendCertsFromPEM(data) {
+			return nil, usagef("acme.ca_file %s holds no PEM certificate", cfg.ACME.CAFile)
+		}
+	}
+	if cfg.ACME.EAB != nil {
+		ac.EAB = &acme.EAB{KID: cfg.ACME.EAB.KID, HMACKey: cfg.ACME.EAB.HMACKey}
+	}
+	c, err := acme.New(ctx, ac)
+	if errors.Is(err, acme.ErrConfig) {
+		return nil, usageError{err}
+	}
+	return c, err
+}
+
+func (e *env) obtain(ctx context.Context, cfg *inventory.Config, cert *inventory.Cert, replaces *x509.Certificate) error {
+	client, err := e.acmeClient(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	return e.obtainWith(ctx, client, cfg, cert, replaces)
+}
+
+// obtainWith obtains a certificate for cert and makes it the current bundle.
+func (e *env) obtainWith(ctx context.Context, client *acme.Client, cfg *inventory.Config, cert *inventory.Cert, replaces *x509.Certificate) error {
+	ch := cert.Challenge
+	req := acme.Request{
+		Name:           cert.Name,
+		Domains:        cert.Domains,
+		KeyType:        firstNonEmpty(cert.KeyType, cfg.ACME.KeyType),
+		PreferredChain: firstNonEmpty(cert.PreferredChain, cfg.ACME.PreferredChain),
+		ReplacesCert:   replaces,
+		Challenge: acme.Challenge{
+			Type:                    ch.Type,
+			Provider:                ch.Provider,
+			Resolvers:               ch.Resolvers,
+			PropagationTimeout:      ch.PropagationTimeout,
+			DisablePropagationCheck: false,
+			RecursiveOnly:           cfg.ACME.DisablePropagationCheck,
+			Mode:                    ch.Mode,
+			Address:                 ch.Address,
+		},
+	}
+	if len(req.Challenge.Resolvers) == 0 {
+		req.Challenge.Resolvers = cfg.ACME.DNSResolvers
+	}
+	if req.Challenge.PropagationTimeout == 0 {
+		req.Challenge.PropagationTimeout = cfg.ACME.PropagationTimeout
+	}
+	if ch.Type == acme.HTTP01 && ch.Mode == acme.ModeWebrootPush {
+		hosts, err := cfg.HostsFor(cert.Name)
+		if err != nil {
+			return usageError{err}
+		}
+		auth, closeAuth, err := push.Auth(cfg.SSH.Identity, e.getenv("SSH_AUTH_SOCK"))
+		if err != nil {
+			return usageError{err}
+		}
+		defer closeAuth()
+		dialer, err := push.NewDialer(auth, cfg.SSH.KnownHosts, cfg.SSH.ConnectTimeout)
+		if err != nil {
+			return usageError{err}
+		}
+		req.Challenge.Publisher = &push.Webroot{Dialer: dialer, Hosts: hosts, Webroot: ch.Webroot, Parallel: cfg.SSH.Parallel}
+	}
+	if err := acme.CheckRequest(req); err != nil {
+		return usageError{err}
+	}
+	e.log.Info("obtaining certificate", "cert", cert.Name, "domains", cert.Domains, "challenge", ch.Type)
+	got, err := client.Obtain(ctx, req)
+	if err != nil {
+		if errors.Is(err, acme.ErrConfig) {
+			return usageError{err}
+		}
+		return fmt.Errorf("%s: obtain: %w", cert.Name, err)
+	}
+	_, err = e.addBundle(cfg, cert, got.Cert, got.Chain, got.Key, bundle.SourceACME)
+	return err
+}
+
+func firstNonEmpty(s ...string) string {
+	for _, v := range s {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
 }

@@ -20,8 +20,9 @@ import (
 	"github.com/certpush/certpush/internal/testfleet"
 )
 
-// certnodeBin is a certnode binary built once for the hosts of the tests.
-var certnodeBin string
+// certnodeBin is a certnode binary built once for the hosts of the tests;
+// certpushBin is certpush, for programs that run it (certbot's hook).
+var certnodeBin, certpushBin string
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "certpush-e2e-bin-")
@@ -30,11 +31,16 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	certnodeBin = filepath.Join(dir, "certnode")
-	out, err := exec.Command("go", "build", "-o", certnodeBin, "github.com/certpush/certpush/cmd/certnode").CombinedOutput()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "build certnode: %v\n%s", err, out)
-		os.Exit(1)
+	certpushBin = filepath.Join(dir, "certpush")
+	for bin, pkg := range map[string]string{certnodeBin: "./cmd/certnode", certpushBin: "./cmd/certpush"} {
+		cmd := exec.Command("go", "build", "-o", bin, pkg)
+		cmd.Dir = "../.."
+		if out, err := cmd.CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "build %s: %v\n%s", pkg, err, out)
+			os.Exit(1)
+		}
 	}
+	os.Chmod(dir, 0o755)
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
@@ -56,6 +62,12 @@ type world struct {
 
 func newWorld(t *testing.T, hosts int) *world {
 	t.Helper()
+	return newWorldFor(t, hosts, domains)
+}
+
+// newWorldFor makes a world whose certificate covers names.
+func newWorldFor(t *testing.T, hosts int, names []string) *world {
+	t.Helper()
 	testfleet.Require(t, "/usr/sbin/sshd", "/usr/sbin/nginx", "/usr/lib/openssh/sftp-server")
 	dir := t.TempDir()
 	w := &world{t: t, config: filepath.Join(dir, "certpush.yaml"), stateDir: filepath.Join(dir, "state")}
@@ -68,7 +80,7 @@ func newWorld(t *testing.T, hosts int) *world {
 	w.fleet, err = testfleet.Start(ctx, testfleet.Options{
 		Hosts:      hosts,
 		CertName:   certName,
-		Domains:    domains,
+		Domains:    names,
 		Certnode:   certnodeBin,
 		TrustedKey: signer.PublicKey(),
 		Logger:     slog.New(slog.NewTextHandler(testWriter{t}, nil)),

@@ -41,6 +41,22 @@ func (b *Bundle) ReadFile(name string) ([]byte, error) {
 	return readRegular(filepath.Join(b.Dir, name))
 }
 
+// Leaf parses the bundle's certificate (cert.pem).
+func (b *Bundle) Leaf() (*x509.Certificate, error) {
+	data, err := b.ReadFile(CertFile)
+	if err != nil {
+		return nil, err
+	}
+	certs, err := parseCerts(CertFile, data)
+	if err != nil {
+		return nil, err
+	}
+	if len(certs) == 0 {
+		return nil, fmt.Errorf("%s: no certificate", filepath.Join(b.Dir, CertFile))
+	}
+	return certs[0], nil
+}
+
 // Verify checks that every file matches the manifest (size and SHA-256),
 // that the signature is by one of trusted (required when trusted is not
 // empty), that the files parse, that the manifest describes the certificate

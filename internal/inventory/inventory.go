@@ -157,6 +157,9 @@ type Host struct {
 	Verify   []string // TLS endpoints, host:port
 	Incoming string
 	Command  string
+	// Webroot overrides a certificate's http-01 challenge.webroot on this
+	// host ("" = the certificate's).
+	Webroot string
 }
 
 // SSHAddress returns the host's address and port in the form net.Dial takes.

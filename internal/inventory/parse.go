@@ -658,6 +658,13 @@ func (p *parser) hosts(n *yaml.Node, cfg *Config) map[string][]*yaml.Node {
 				if v, ok := p.nonEmpty(g.val, key); ok {
 					h.Command = v
 				}
+			case "webroot":
+				if v, ok := p.nonEmpty(g.val, key); ok {
+					if !path.IsAbs(v) {
+						p.errf(g.val, "%s: webroot must be an absolute path", key)
+					}
+					h.Webroot = path.Clean(v)
+				}
 			default:
 				p.unknown(g.key, where)
 			}

@@ -11,11 +11,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
-	"net"
 	"os"
 	"path"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -80,8 +81,8 @@ func (r Result) OK() bool {
 
 // Pusher pushes one bundle to many hosts.
 type Pusher struct {
-	opts  Options
-	keys  *hostKeys
+	opts   Options
+	dialer *Dialer
 	b     *bundle.Bundle
 	files map[string][]byte
 }
@@ -101,7 +102,7 @@ func New(b *bundle.Bundle, opts Options) (*Pusher, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	keys, err := loadHostKeys(opts.KnownHosts)
+	dialer, err := NewDialer(opts.Auth, opts.KnownHosts, opts.ConnectTimeout)
 	if err != nil {
 		return nil, err
 	}
@@ -113,7 +114,7 @@ func New(b *bundle.Bundle, opts Options) (*Pusher, error) {
 		}
 		files[name] = data
 	}
-	return &Pusher{opts: opts, keys: keys, b: b, files: files}, nil
+	return &Pusher{opts: opts, dialer: dialer, b: b, files: files}, nil
 }
 
 // Run pushes to hosts, at most Parallel at once, and returns one result per
@@ -198,7 +199,7 @@ func (p *Pusher) host(ctx context.Context, h inventory.Host) Result {
 }
 
 func (p *Pusher) deliver(ctx context.Context, h inventory.Host, r *Result) error {
-	client, err := p.dial(ctx, h)
+	client, err := p.dialer.Dial(ctx, h)
 	if err != nil {
 		return err
 	}
@@ -277,39 +278,6 @@ func ctxErr(ctx context.Context, err error) error {
 	return err
 }
 
-func (p *Pusher) dial(ctx context.Context, h inventory.Host) (*ssh.Client, error) {
-	addr := h.SSHAddress()
-	dctx, cancel := context.WithTimeout(ctx, p.opts.ConnectTimeout)
-	defer cancel()
-	var d net.Dialer
-	conn, err := d.DialContext(dctx, "tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("connect: %w", err)
-	}
-	cfg := &ssh.ClientConfig{
-		User:              h.User,
-		Auth:              p.opts.Auth,
-		HostKeyCallback:   p.keys.check,
-		HostKeyAlgorithms: p.keys.algorithms(addr),
-		Timeout:           p.opts.ConnectTimeout,
-	}
-	// The handshake takes no context: bound it with a deadline on the
-	// connection, cleared once it is done.
-	deadline, _ := dctx.Deadline()
-	conn.SetDeadline(deadline)
-	c, chans, reqs, err := ssh.NewClientConn(conn, addr, cfg)
-	if err != nil {
-		conn.Close()
-		var hk *HostKeyError
-		if errors.As(err, &hk) {
-			return nil, hk
-		}
-		return nil, fmt.Errorf("ssh handshake: %w", err)
-	}
-	conn.SetDeadline(time.Time{})
-	return ssh.NewClient(c, chans, reqs), nil
-}
-
 // StatusDir is where certnode publishes, under a host's incoming directory,
 // the manifest of each installed certificate (<name>.json).
 const StatusDir = ".status"
@@ -323,33 +291,43 @@ func installedID(sc *sftp.Client, incoming, name string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("read installed manifest: %w", err)
 	}
-	defer f.Close()
-	var buf bytes.Buffer
-	if _, err := buf.ReadFrom(&limitedReader{f, bundle.MaxFileSize}); err != nil {
+	// Nothing waits for the handle to be closed: the answer carries no
+	// information, and the server closes it with the session anyway.
+	defer func() { go f.Close() }()
+	data, err := readAll(f, bundle.MaxFileSize)
+	if err != nil {
 		return "", fmt.Errorf("read installed manifest: %w", err)
 	}
-	m, err := bundle.ParseManifest(buf.Bytes())
+	m, err := bundle.ParseManifest(data)
 	if err != nil {
 		return "", fmt.Errorf("installed manifest: %w", err)
 	}
 	return m.ID, nil
 }
 
-type limitedReader struct {
-	f interface{ Read([]byte) (int, error) }
-	n int64
-}
+// readChunk is the first read of a remote file: one SFTP request for a
+// file up to this size, and one more that says EOF.
+const readChunk = 32 << 10
 
-func (l *limitedReader) Read(b []byte) (int, error) {
-	if l.n <= 0 {
-		return 0, errors.New("file too large")
+// readAll reads r to the end, refusing more than limit bytes.
+func readAll(r io.Reader, limit int) ([]byte, error) {
+	buf := make([]byte, 0, min(readChunk, limit+1))
+	for {
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if len(buf) > limit {
+			return nil, errors.New("file too large")
+		}
+		if errors.Is(err, io.EOF) {
+			return buf, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		if len(buf) == cap(buf) {
+			buf = slices.Grow(buf, min(cap(buf), limit+1-len(buf)))
+		}
 	}
-	if int64(len(b)) > l.n+1 {
-		b = b[:l.n+1]
-	}
-	n, err := l.f.Read(b)
-	l.n -= int64(n)
-	return n, err
 }
 
 // upload writes the bundle into dir/.tmp-<random>/ and renames it to
@@ -357,14 +335,26 @@ func (l *limitedReader) Read(b []byte) (int, error) {
 // is created in it, and the key is made 0600 before any byte of it is
 // written, so no one but the push account and root ever can read it. On
 // any error the temporary directory is removed.
+//
+// Requests that do not depend on each other are in flight together: the
+// files are written concurrently, each as open, (chmod), write, fstat
+// (the size the host has), close. Nothing is checked that a request's
+// answer already says: the directory is made without a stat before it,
+// and the target is looked at only when the rename fails.
 func (p *Pusher) upload(sc *sftp.Client, dir, id string) (err error) {
-	if err := sc.MkdirAll(dir); err != nil {
-		return fmt.Errorf("create %s: %w", dir, err)
-	}
 	var rnd [8]byte
 	rand.Read(rnd[:])
 	tmp := path.Join(dir, ".tmp-"+hex.EncodeToString(rnd[:]))
-	if err := sc.Mkdir(tmp); err != nil {
+	// The certificate's directory is there after the first push; make it
+	// only when it is missing.
+	err = sc.Mkdir(tmp)
+	if errors.Is(err, fs.ErrNotExist) {
+		if err := sc.MkdirAll(dir); err != nil {
+			return fmt.Errorf("create %s: %w", dir, err)
+		}
+		err = sc.Mkdir(tmp)
+	}
+	if err != nil {
 		return fmt.Errorf("create %s: %w", tmp, err)
 	}
 	defer func() {
@@ -375,46 +365,47 @@ func (p *Pusher) upload(sc *sftp.Client, dir, id string) (err error) {
 	if err := sc.Chmod(tmp, 0o700); err != nil {
 		return err
 	}
-	for _, name := range append(bundle.Files, bundle.ManifestFile) {
-		if err := p.writeFile(sc, path.Join(tmp, name), name == bundle.KeyFile); err != nil {
-			return err
-		}
+	names := slices.Concat(bundle.Files, []string{bundle.ManifestFile})
+	errs := make([]error, len(names))
+	var wg sync.WaitGroup
+	for i, name := range names {
+		wg.Go(func() {
+			errs[i] = p.writeFile(sc, path.Join(tmp, name), name == bundle.KeyFile)
+		})
 	}
-	// One listing checks every size at once.
-	infos, err := sc.ReadDir(tmp)
-	if err != nil {
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
 		return err
-	}
-	sizes := map[string]int64{}
-	for _, fi := range infos {
-		sizes[fi.Name()] = fi.Size()
-	}
-	for name, data := range p.files {
-		if sizes[name] != int64(len(data)) {
-			return fmt.Errorf("%s: %d bytes on the host, %d sent", name, sizes[name], len(data))
-		}
 	}
 	if err := sc.Chmod(tmp, 0o755); err != nil {
 		return err
 	}
 	final := path.Join(dir, id)
-	if _, err := sc.Lstat(final); err == nil {
+	if err := rename(sc, tmp, final); err != nil {
 		// A previous push left it uninstalled, or --force: replace it.
+		if _, serr := sc.Lstat(final); serr != nil {
+			return fmt.Errorf("rename into place: %w", err)
+		}
 		if err := sc.RemoveAll(final); err != nil {
 			return fmt.Errorf("remove old %s: %w", final, err)
 		}
-	}
-	if _, ok := sc.HasExtension("posix-rename@openssh.com"); ok {
-		err = sc.PosixRename(tmp, final)
-	} else {
-		err = sc.Rename(tmp, final)
-	}
-	if err != nil {
-		return fmt.Errorf("rename into place: %w", err)
+		if err := rename(sc, tmp, final); err != nil {
+			return fmt.Errorf("rename into place: %w", err)
+		}
 	}
 	return nil
 }
 
+func rename(sc *sftp.Client, from, to string) error {
+	if _, ok := sc.HasExtension("posix-rename@openssh.com"); ok {
+		return sc.PosixRename(from, to)
+	}
+	return sc.Rename(from, to)
+}
+
+// writeFile creates name (it must not exist), makes it 0600 first if it is
+// secret, writes the bundle's file and checks that the host has exactly
+// as many bytes as were sent.
 func (p *Pusher) writeFile(sc *sftp.Client, name string, secret bool) error {
 	f, err := sc.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL)
 	if err != nil {
@@ -431,7 +422,19 @@ func (p *Pusher) writeFile(sc *sftp.Client, name string, secret bool) error {
 		f.Close()
 		return fmt.Errorf("write %s: %w", name, err)
 	}
-	return f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return fmt.Errorf("stat %s: %w", name, err)
+	}
+	if fi.Size() != int64(len(data)) {
+		f.Close()
+		return fmt.Errorf("%s: %d bytes on the host, %d sent", path.Base(name), fi.Size(), len(data))
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("close %s: %w", name, err)
+	}
+	return nil
 }
 
 // NodeResult is one entry of `certnode install --json`.

@@ -32,17 +32,21 @@ type certnodeCert struct {
 }
 
 func (h *Host) writeCertnodeConfig(trustedKey string) error {
+	defaults := certnodeDefaults{
+		Test:   h.NginxTest,
+		Reload: h.NginxReload,
+		Verify: []string{h.TLSAddr()},
+	}
+	if h.fleet.NoNginx {
+		defaults = certnodeDefaults{Test: []string{}, Reload: []string{"true"}, Verify: []string{}}
+	}
 	c := certnodeConfig{
 		Root:        h.Root,
 		Incoming:    h.Incoming,
 		TrustedKeys: []string{},
 		Keep:        3,
-		Defaults: certnodeDefaults{
-			Test:   h.NginxTest,
-			Reload: h.NginxReload,
-			Verify: []string{h.TLSAddr()},
-		},
-		Certs: map[string]certnodeCert{h.fleet.CertName: {Domains: h.fleet.Domains}},
+		Defaults:    defaults,
+		Certs:       map[string]certnodeCert{h.fleet.CertName: {Domains: h.fleet.Domains}},
 	}
 	if trustedKey != "" {
 		c.TrustedKeys = []string{trustedKey}
@@ -101,6 +105,7 @@ type inventoryHost struct {
 	Incoming string   `yaml:"incoming"`
 	Command  string   `yaml:"command,omitempty"`
 	Verify   []string `yaml:"verify"`
+	Webroot  string   `yaml:"webroot,omitempty"`
 }
 
 // WriteInventory writes a certpush management config for this fleet to
@@ -142,12 +147,17 @@ func (f *Fleet) WriteInventory(path string, opts InventoryOptions) error {
 		Hosts: map[string]inventoryHost{},
 	}
 	for _, h := range f.Hosts {
+		verify := []string{h.TLSAddr()}
+		if f.NoNginx {
+			verify = []string{}
+		}
 		inv.Hosts[h.Name] = inventoryHost{
 			Address:  "127.0.0.1",
 			Port:     h.SSHPort,
 			Incoming: h.Incoming,
 			Command:  h.Command,
-			Verify:   []string{h.TLSAddr()},
+			Verify:   verify,
+			Webroot:  h.Webroot,
 		}
 	}
 	data, err := marshalYAML(inv)

@@ -1,0 +1,224 @@
+package acme
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/go-acme/lego/v4/registration"
+
+	"github.com/certpush/certpush/internal/bundle"
+)
+
+const (
+	accountKeyFile  = "account.key"
+	accountJSONFile = "account.json"
+)
+
+// account is the ACME account: its key and its registration at the CA.
+type account struct {
+	dir   string
+	email string
+	key   crypto.Signer
+	reg   *registration.Resource
+}
+
+func (a *account) GetEmail() string                        { return a.email }
+func (a *account) GetRegistration() *registration.Resource { return a.reg }
+
+// accountFile is account.json.
+type accountFile struct {
+	Directory    string                 `json:"directory"`
+	Email        string                 `json:"email,omitempty"`
+	Registration *registration.Resource `json:"registration"`
+}
+
+// accountDir is <stateDir>/acme/<directory host and path>/<email>.
+func accountDir(stateDir, directory, email string) (string, error) {
+	u, err := url.Parse(directory)
+	if err != nil || u.Host == "" {
+		return "", fmt.Errorf("%w: directory URL %q", ErrConfig, directory)
+	}
+	if email == "" {
+		email = "default"
+	}
+	return filepath.Join(stateDir, "acme", pathSafe(u.Host+u.Path), pathSafe(email)), nil
+}
+
+// pathSafe maps s to one path element: letters, digits, '.', '-', '@',
+// '+' and '_' stay, everything else becomes '_'.
+func pathSafe(s string) string {
+	s = strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9',
+			r == '.', r == '-', r == '@', r == '+', r == '_':
+			return r
+		}
+		return '_'
+	}, strings.TrimRight(s, "/"))
+	if strings.Trim(s, ".") == "" {
+		s = "_" + s
+	}
+	return s
+}
+
+// loadOrRegister reads the stored account or registers a new one. The key
+// is created first (0600, exclusively) and the registration is written
+// after the CA accepted it; a key left without a registration is
+// registered again, which the CA answers with the same account.
+func (c *Client) loadOrRegister(ctx context.Context) (*account, error) {
+	dir, err := accountDir(c.cfg.StateDir, c.cfg.Directory, c.cfg.Email)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("account dir: %w", err)
+	}
+	key, err := loadOrCreateKey(filepath.Join(dir, accountKeyFile))
+	if err != nil {
+		return nil, err
+	}
+	a := &account{dir: dir, email: c.cfg.Email, key: key}
+
+	data, err := os.ReadFile(filepath.Join(dir, accountJSONFile))
+	switch {
+	case err == nil:
+		var f accountFile
+		if err := json.Unmarshal(data, &f); err != nil {
+			return nil, fmt.Errorf("read %s: %w", accountJSONFile, err)
+		}
+		if f.Registration == nil || f.Registration.URI == "" {
+			return nil, fmt.Errorf("read %s: no registration URI", accountJSONFile)
+		}
+		a.reg = f.Registration
+		c.log.Debug("acme account loaded", "uri", a.reg.URI, "dir", dir)
+		return a, nil
+	case !errors.Is(err, fs.ErrNotExist):
+		return nil, fmt.Errorf("read account: %w", err)
+	}
+
+	cl, err := c.legoClient(ctx, a, "")
+	if err != nil {
+		return nil, err
+	}
+	if tos := cl.GetToSURL(); tos != "" {
+		c.log.Info("acme: agreeing to the CA's terms of service", "url", tos)
+	}
+	var reg *registration.Resource
+	if c.cfg.EAB != nil {
+		reg, err = cl.Registration.RegisterWithExternalAccountBinding(registration.RegisterEABOptions{
+			TermsOfServiceAgreed: true,
+			Kid:                  c.cfg.EAB.KID,
+			HmacEncoded:          c.cfg.EAB.HMACKey,
+		})
+	} else {
+		if cl.GetExternalAccountRequired() {
+			return nil, fmt.Errorf("%w: the CA requires an external account binding (eab)", ErrConfig)
+		}
+		reg, err = cl.Registration.Register(registration.RegisterOptions{TermsOfServiceAgreed: true})
+	}
+	if err != nil {
+		return nil, fmt.Errorf("register acme account: %w", err)
+	}
+	if reg == nil || reg.URI == "" {
+		return nil, errors.New("register acme account: no account URL in the answer")
+	}
+	out, err := json.MarshalIndent(accountFile{Directory: c.cfg.Directory, Email: c.cfg.Email, Registration: reg}, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	if err := bundle.WriteFileAtomic(filepath.Join(dir, accountJSONFile), append(out, '\n'), 0o600); err != nil {
+		return nil, fmt.Errorf("write account: %w", err)
+	}
+	a.reg = reg
+	c.log.Info("acme account registered", "uri", reg.URI, "email", c.cfg.Email, "dir", dir)
+	return a, nil
+}
+
+// loadOrCreateKey reads the account key, or makes a P-256 key and writes
+// it with mode 0600 from creation. When two processes race, one creates it
+// and both use it.
+func loadOrCreateKey(path string) (crypto.Signer, error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			return nil, err
+		}
+		der, err := x509.MarshalPKCS8PrivateKey(k)
+		if err != nil {
+			return nil, err
+		}
+		data = pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
+		if err := writeNew(path, data); err == nil {
+			return k, nil
+		} else if !errors.Is(err, fs.ErrExist) {
+			return nil, fmt.Errorf("write account key: %w", err)
+		}
+		data, err = os.ReadFile(path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read account key: %w", err)
+	}
+	block, _ := pem.Decode(data)
+	if block == nil {
+		return nil, fmt.Errorf("read account key %s: no PEM block", path)
+	}
+	var k any
+	switch block.Type {
+	case "PRIVATE KEY":
+		k, err = x509.ParsePKCS8PrivateKey(block.Bytes)
+	case "EC PRIVATE KEY":
+		k, err = x509.ParseECPrivateKey(block.Bytes)
+	case "RSA PRIVATE KEY":
+		k, err = x509.ParsePKCS1PrivateKey(block.Bytes)
+	default:
+		return nil, fmt.Errorf("read account key %s: unexpected PEM block %q", path, block.Type)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read account key %s: %w", path, err)
+	}
+	s, ok := k.(crypto.Signer)
+	if !ok {
+		return nil, fmt.Errorf("read account key %s: not a signing key", path)
+	}
+	return s, nil
+}
+
+// writeNew writes data to a temporary file (0600 from creation) and links
+// it to path, so path appears complete or not at all; an existing path is
+// left alone and reported as fs.ErrExist.
+func writeNew(path string, data []byte) (err error) {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp)
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	if err := os.Link(tmp, path); err != nil {
+		return err
+	}
+	return bundle.SyncDir(filepath.Dir(path))
+}

@@ -1,0 +1,69 @@
+package push
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/certpush/certpush/internal/inventory"
+)
+
+// Dialer opens SSH connections to hosts, checking every host key against
+// known_hosts. It is safe for concurrent use.
+type Dialer struct {
+	auth           []ssh.AuthMethod
+	keys           *hostKeys
+	connectTimeout time.Duration
+}
+
+// NewDialer reads the known_hosts file once.
+func NewDialer(auth []ssh.AuthMethod, knownHosts string, connectTimeout time.Duration) (*Dialer, error) {
+	keys, err := loadHostKeys(knownHosts)
+	if err != nil {
+		return nil, err
+	}
+	if connectTimeout <= 0 {
+		connectTimeout = 10 * time.Second
+	}
+	return &Dialer{auth: auth, keys: keys, connectTimeout: connectTimeout}, nil
+}
+
+// Dial connects to h and completes the SSH handshake within the connect
+// timeout. A host key that is unknown or changed is a *HostKeyError, and
+// nothing is sent to that host.
+func (d *Dialer) Dial(ctx context.Context, h inventory.Host) (*ssh.Client, error) {
+	addr := h.SSHAddress()
+	dctx, cancel := context.WithTimeout(ctx, d.connectTimeout)
+	defer cancel()
+	var nd net.Dialer
+	conn, err := nd.DialContext(dctx, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("connect: %w", err)
+	}
+	cfg := &ssh.ClientConfig{
+		User:              h.User,
+		Auth:              d.auth,
+		HostKeyCallback:   d.keys.check,
+		HostKeyAlgorithms: d.keys.algorithms(addr),
+		Timeout:           d.connectTimeout,
+	}
+	// The handshake takes no context: bound it with a deadline on the
+	// connection, cleared once it is done.
+	deadline, _ := dctx.Deadline()
+	conn.SetDeadline(deadline)
+	c, chans, reqs, err := ssh.NewClientConn(conn, addr, cfg)
+	if err != nil {
+		conn.Close()
+		var hk *HostKeyError
+		if errors.As(err, &hk) {
+			return nil, hk
+		}
+		return nil, fmt.Errorf("ssh handshake: %w", err)
+	}
+	conn.SetDeadline(time.Time{})
+	return ssh.NewClient(c, chans, reqs), nil
+}
