@@ -83,8 +83,8 @@ func (r Result) OK() bool {
 type Pusher struct {
 	opts   Options
 	dialer *Dialer
-	b     *bundle.Bundle
-	files map[string][]byte
+	b      *bundle.Bundle
+	files  map[string][]byte
 }
 
 // New prepares a push of b: it reads the bundle's files and the
