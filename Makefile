@@ -9,8 +9,8 @@ export PATH := $(PATH):/usr/local/go/bin
 all: build
 
 build:
-	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/certpush ./cmd/certpush
-	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/certnode ./cmd/certnode
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/certpush ./cmd/certpush
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/certnode ./cmd/certnode
 
 deps:
 	@scripts/deps.sh
@@ -33,6 +33,9 @@ lint:
 FUZZTIME ?= 15s
 fuzz:
 	@scripts/fuzz.sh $(FUZZTIME)
+
+bench:
+	bench/run.sh
 
 clean:
 	rm -rf $(BIN)

@@ -1,7 +1,9 @@
 // Command demo runs certpush end to end on a local fleet: three hosts on
 // loopback, each a real OpenSSH sshd and a real nginx serving TLS. It
-// issues a wildcard certificate, pushes it, shows every host serving it,
-// rotates to a new certificate, and stops everything it started.
+// obtains a wildcard certificate from a local ACME server (pebble) by
+// DNS-01, pushes it, shows every host serving it, rotates to a new
+// certificate, and stops everything it started. With -issuer devca it
+// imports certificates from a local demo CA instead.
 package main
 
 import (
@@ -21,6 +23,7 @@ import (
 
 	"github.com/certpush/certpush/internal/bundle"
 	"github.com/certpush/certpush/internal/devca"
+	"github.com/certpush/certpush/internal/testacme"
 	"github.com/certpush/certpush/internal/testfleet"
 )
 
@@ -45,6 +48,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	binDir := fs.String("bin", "bin", "directory holding the certpush and certnode binaries")
 	hosts := fs.Int("hosts", 3, "hosts in the local fleet")
+	issuer := fs.String("issuer", "acme", "acme: a local pebble by DNS-01; devca: import from a local demo CA")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -88,17 +92,77 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		fmt.Fprintf(out, "    %s  ssh 127.0.0.1:%d  https 127.0.0.1:%d  serving bootstrap cert %.16s\n", h.Name, h.SSHPort, h.TLSPort, h.BootstrapFingerprint)
 	}
 	config := filepath.Join(work, "certpush.yaml")
-	if err := fleet.WriteInventory(config, testfleet.InventoryOptions{StateDir: stateDir}); err != nil {
-		return err
-	}
+	env := append(os.Environ(), "CERTPUSH_CONFIG="+config)
 	cp := func(args ...string) error {
 		fmt.Fprintf(out, "\n$ certpush %s\n", strings.Join(args, " "))
 		cmd := exec.CommandContext(ctx, certpush, args...)
-		cmd.Env = append(os.Environ(), "CERTPUSH_CONFIG="+config)
+		cmd.Env = env
 		cmd.Stdout, cmd.Stderr = out, out
 		return cmd.Run()
 	}
+	if *issuer == "devca" {
+		if err := fleet.WriteInventory(config, testfleet.InventoryOptions{StateDir: stateDir}); err != nil {
+			return err
+		}
+		return devcaRounds(ctx, out, fleet, work, cp)
+	}
 
+	step(out, "starting a local ACME server (pebble) and its DNS server (pebble-challtestsrv)")
+	srv, err := testacme.Start(ctx, testacme.Options{Dir: filepath.Join(work, "pebble")})
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	script, err := srv.ExecScript(work)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "    ACME directory %s, DNS %s\n", srv.DirectoryURL, srv.DNSAddr)
+	// lego's exec DNS provider runs script to publish the TXT records.
+	env = append(env, "EXEC_PATH="+script, "EXEC_SEQUENCE_INTERVAL=0", "EXEC_POLLING_INTERVAL=1", "EXEC_PROPAGATION_TIMEOUT=30")
+	extra := fmt.Sprintf("acme:\n  directory: %s\n  email: ops@example.test\n  ca_file: %s\n  dns_resolvers: [%q]\n  disable_propagation_check: true\n",
+		srv.DirectoryURL, srv.ListenerCAFile, srv.DNSAddr)
+	if err := fleet.WriteInventory(config, testfleet.InventoryOptions{
+		StateDir: stateDir,
+		Cert:     map[string]any{"challenge": map[string]any{"type": "dns-01", "provider": "exec"}},
+		Extra:    extra,
+	}); err != nil {
+		return err
+	}
+	var fps []string
+	for round := 1; round <= 2; round++ {
+		if round == 1 {
+			step(out, "obtaining a wildcard certificate for %s by DNS-01, and pushing it", strings.Join(domains, ", "))
+		} else {
+			step(out, "rotating: obtaining a new certificate and pushing it the same way")
+		}
+		if err := cp("obtain", certName); err != nil {
+			return fmt.Errorf("obtain: %w", err)
+		}
+		if err := cp("status"); err != nil {
+			return fmt.Errorf("status: %w", err)
+		}
+		b, err := (&bundle.Store{Dir: filepath.Join(stateDir, "bundles")}).Current(certName)
+		if err != nil {
+			return err
+		}
+		fps = append(fps, b.Manifest.Fingerprint)
+		if err := checkServed(ctx, out, fleet, b.Manifest.Fingerprint); err != nil {
+			return err
+		}
+		if round == 1 {
+			step(out, "renew from cron: the certificate is fresh, so nothing is issued and every host is unchanged")
+			if err := cp("renew"); err != nil {
+				return err
+			}
+		}
+	}
+	step(out, "rollover done: %.16s -> %.16s on all %d hosts", fps[0], fps[1], len(fleet.Hosts))
+	return nil
+}
+
+// devcaRounds imports two certificates from a local demo CA, pushing each.
+func devcaRounds(ctx context.Context, out io.Writer, fleet *testfleet.Fleet, work string, cp func(...string) error) error {
 	ca, err := devca.New("certpush demo")
 	if err != nil {
 		return err

@@ -23,8 +23,9 @@ func setLegoLogger(l *slog.Logger) {
 	legoLogOnce.Do(func() { legolog.Logger = legoLogger{} })
 }
 
-// legoLogger implements lego's log.StdLogger. Lines starting with
-// "[INFO] " or "[WARN] " keep their level; Fatal lines are logged as errors
+// legoLogger implements lego's log.StdLogger. lego's step-by-step "[INFO] "
+// lines are debug messages here (certpush logs the order and the result
+// itself); "[WARN] " lines stay warnings; Fatal lines are logged as errors
 // and never end the process.
 type legoLogger struct{}
 
@@ -36,7 +37,7 @@ func (legoLogger) emit(level slog.Level, msg string) {
 	msg = strings.TrimRight(msg, "\n")
 	switch {
 	case strings.HasPrefix(msg, "[INFO] "):
-		msg = msg[len("[INFO] "):]
+		level, msg = slog.LevelDebug, msg[len("[INFO] "):]
 	case strings.HasPrefix(msg, "[WARN] "):
 		level, msg = slog.LevelWarn, msg[len("[WARN] "):]
 	}
