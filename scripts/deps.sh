@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs the Debian packages that certpush's tests and demo start for
-# real: OpenSSH sshd, nginx, pebble (ACME test server) and certbot.
+# real: OpenSSH sshd, nginx, pebble (ACME test server) and certbot; sudo
+# for the least-privilege tests (test/faults).
 # Does nothing when everything is already there.
 set -euo pipefail
 
-packages=(openssh-server openssh-client nginx-light pebble certbot curl)
+packages=(openssh-server openssh-client nginx-light pebble certbot curl sudo)
 need=()
 command -v /usr/sbin/sshd >/dev/null || need+=(openssh-server)
 [ -x /usr/lib/openssh/sftp-server ] || need+=(openssh-server)
@@ -14,6 +15,7 @@ command -v pebble >/dev/null || need+=(pebble)
 command -v pebble-challtestsrv >/dev/null || need+=(pebble)
 command -v certbot >/dev/null || need+=(certbot)
 command -v curl >/dev/null || need+=(curl)
+command -v sudo >/dev/null || need+=(sudo)
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi

@@ -204,7 +204,7 @@ func (in *Installer) cleanStray() {
 	}
 	entries, _ := os.ReadDir(in.liveDir())
 	for _, e := range entries {
-		if n := e.Name(); strings.HasPrefix(n, ".") && strings.HasSuffix(n, ".tmp") {
+		if n := e.Name(); strings.HasPrefix(n, ".") && strings.HasSuffix(n, ".tmp") || isPendingTemp(n) {
 			p := filepath.Join(in.liveDir(), n)
 			in.log().Info("remove leftover temporary link", "path", p)
 			os.Remove(p)
@@ -223,6 +223,9 @@ type attempt struct {
 	// consumed lists incoming entries (<name>/<id>) to remove afterwards.
 	consumed     []string
 	keepIncoming bool
+	// recovered is the id an interrupted install of which this run
+	// finished, recoveredFrom the id that was live before it.
+	recovered, recoveredFrom string
 }
 
 func (in *Installer) installOne(ctx context.Context, inc *os.Root, name string, opts Options) Result {
@@ -242,6 +245,26 @@ func (in *Installer) installOne(ctx context.Context, inc *os.Root, name string, 
 	a.cur = cur
 	if cur != nil {
 		a.res.Previous = cur.ID
+	}
+	p, err := in.readPending(name)
+	if err != nil {
+		return a.fail(Failed, err)
+	}
+	if p != nil {
+		id, err := a.recover(p)
+		if err != nil {
+			return a.fail(Failed, err)
+		}
+		if a.cur, err = in.current(name); err != nil {
+			return a.fail(Failed, err)
+		}
+		a.res.Previous = ""
+		if a.cur != nil {
+			a.res.Previous = a.cur.ID
+		}
+		if id != "" {
+			a.recovered, a.recoveredFrom = id, p.PreviousID
+		}
 	}
 	a.run(opts)
 	a.finish()
@@ -268,6 +291,7 @@ func (a *attempt) finish() {
 			}
 		}
 	}
+	a.in.cleanUploads(a.inc, a.cert.Name)
 	if err := a.in.publishStatus(a.inc, a.cert.Name); err != nil {
 		a.in.log().Warn("write status", "cert", a.cert.Name, "error", err)
 	}
@@ -295,6 +319,7 @@ func (a *attempt) run(opts Options) {
 				// Another run installed it already.
 				a.setFromCurrent()
 				a.res.Result = Unchanged
+				a.reportRecovered()
 				return
 			}
 			a.res.Err = fmt.Errorf("no bundle %s in %s", opts.ID, filepath.Join(in.Config.Incoming, name))
@@ -350,6 +375,7 @@ func (a *attempt) run(opts Options) {
 	}
 	if a.cur != nil && a.cur.ID == cand && !opts.Force {
 		a.res.Result = Unchanged
+		a.reportRecovered()
 		return
 	}
 	if a.cur != nil && a.cur.Manifest != nil && m.NotBefore.Before(a.cur.Manifest.NotBefore) && !opts.Force {
@@ -379,11 +405,25 @@ func (a *attempt) activate(m *bundle.Manifest, created bool) {
 			os.RemoveAll(filepath.Join(in.archiveDir(name), m.ID))
 		}
 	}
+	if err := in.writePending(name, a.cur, m.ID); err != nil {
+		dropNew()
+		a.keepIncoming = true
+		a.fail(Failed, err)
+		return
+	}
 	if err := in.swap(name, target); err != nil {
+		in.clearPending(name)
 		dropNew()
 		a.keepIncoming = true
 		a.fail(Failed, fmt.Errorf("switch live link: %w", err))
 		return
+	}
+	// done ends the install: the record goes once the outcome is settled
+	// (a rollback that did not complete keeps it, for the next run).
+	done := func() {
+		if err := in.clearPending(name); err != nil {
+			a.fail(Failed, errors.Join(a.res.Err, err))
+		}
 	}
 	env := []string{
 		"CERTNODE_NAME=" + name,
@@ -396,9 +436,10 @@ func (a *attempt) activate(m *bundle.Manifest, created bool) {
 			// The service never loaded the new files: no reload.
 			if rerr := in.rollback(a.ctx, c, a.cur, env, false); rerr != nil {
 				a.fail(Failed, errors.Join(err, rerr))
-			} else {
-				a.fail(RolledBack, err)
+				return
 			}
+			a.fail(RolledBack, err)
+			done()
 			dropNew()
 			return
 		}
@@ -415,14 +456,25 @@ func (a *attempt) activate(m *bundle.Manifest, created bool) {
 	if failure != nil {
 		if rerr := in.rollback(a.ctx, c, a.cur, env, true); rerr != nil {
 			a.fail(Failed, errors.Join(failure, rerr))
-		} else {
-			a.fail(RolledBack, failure)
+			return
 		}
+		a.fail(RolledBack, failure)
+		done()
 		dropNew()
 		return
 	}
 	a.res.Result = Installed
+	done()
 	in.prune(name, m.ID)
+}
+
+// reportRecovered reports an install that this run finished for an
+// interrupted one as installed.
+func (a *attempt) reportRecovered() {
+	if a.recovered != "" && a.cur != nil && a.cur.ID == a.recovered {
+		a.res.Result = Installed
+		a.res.Previous = a.recoveredFrom
+	}
 }
 
 func (a *attempt) setFromCurrent() {
