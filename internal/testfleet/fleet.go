@@ -56,6 +56,12 @@ type Options struct {
 	BootstrapValidity time.Duration
 	Dir               string // parent of the base directory; "" = os.TempDir()
 	Logger            *slog.Logger
+	// NoNginx starts light hosts: sshd only. The directories and the
+	// bootstrap bundle are laid out as usual, but certnode.yaml has no
+	// config test, "true" as the reload and no endpoints to verify, and
+	// WriteInventory lists no verify endpoints. Benchmarks use it to
+	// measure the SSH side alone.
+	NoNginx bool
 }
 
 // Fleet is a started fleet. Close stops it and removes its directory.
@@ -70,6 +76,7 @@ type Fleet struct {
 	Domains    []string
 	Signer     *bundle.Signer // signed the bootstrap bundles
 	Hosts      []*Host
+	NoNginx    bool // light hosts: sshd only (Options.NoNginx)
 
 	log       *slog.Logger
 	acct      account
@@ -158,6 +165,7 @@ func Start(ctx context.Context, opts Options) (_ *Fleet, err error) {
 		CertName:   opts.CertName,
 		Domains:    append([]string(nil), opts.Domains...),
 		Signer:     signer,
+		NoNginx:    opts.NoNginx,
 		log:        log,
 		acct:       acct,
 	}

@@ -458,3 +458,62 @@ func httpGet(t *testing.T, url string) string {
 	}
 	return string(body)
 }
+
+func TestNoNginx(t *testing.T) {
+	Require(t, SSHD, SFTPServer, "true")
+	f, err := Start(t.Context(), Options{
+		Hosts:    2,
+		CertName: "example.test",
+		Domains:  testDomains,
+		Dir:      t.TempDir(),
+		NoNginx:  true,
+	})
+	if err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := f.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	for _, h := range f.Hosts {
+		if pid := h.NginxPID(); pid != 0 {
+			t.Errorf("%s: nginx runs (pid %d)", h.Name, pid)
+		}
+		c, err := dial(t, f, h)
+		if err != nil {
+			t.Fatalf("dial %s: %v", h.Name, err)
+		}
+		out, err := run(c, "id -un")
+		c.Close()
+		if err != nil || strings.TrimSpace(out) != f.User {
+			t.Errorf("%s: id -un = %q, %v", h.Name, out, err)
+		}
+		data, err := os.ReadFile(h.CertnodeConfig)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var cfg certnodeConfig
+		if err := yaml.Unmarshal(data, &cfg); err != nil {
+			t.Fatal(err)
+		}
+		d := cfg.Defaults
+		if len(d.Test) != 0 || !slices.Equal(d.Reload, []string{"true"}) || len(d.Verify) != 0 {
+			t.Errorf("%s: certnode defaults = %+v, want no test, reload [true], no verify", h.Name, d)
+		}
+		if _, err := bundle.Open(filepath.Join(h.Root, "live", f.CertName)); err != nil {
+			t.Errorf("%s: bootstrap bundle: %v", h.Name, err)
+		}
+	}
+	inv := filepath.Join(t.TempDir(), "certpush.yaml")
+	if err := f.WriteInventory(inv, InventoryOptions{StateDir: t.TempDir()}); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(inv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(string(data), "verify: []"); n != len(f.Hosts) {
+		t.Errorf("inventory has %d empty verify lists, want %d:\n%s", n, len(f.Hosts), data)
+	}
+}

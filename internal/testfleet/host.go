@@ -49,7 +49,7 @@ type Host struct {
 	// config, "" when the fleet has no certnode binary.
 	Command string
 	// NginxTest and NginxReload are the argv certnode.yaml gives as the
-	// service's config test and reload.
+	// service's config test and reload; nil on a fleet without nginx.
 	NginxTest, NginxReload []string
 
 	SSHConfig string // sshd_config
@@ -120,8 +120,10 @@ func (h *Host) start(ctx context.Context, opts Options, authorized []byte) error
 		h.Command = f.Certnode + " --config " + h.CertnodeConfig
 	}
 	nginxArgs := []string{"-p", h.NginxPrefix, "-e", filepath.Join(h.NginxPrefix, "error.log"), "-c", h.NginxConfig}
-	h.NginxTest = append([]string{Nginx, "-t", "-q"}, nginxArgs...)
-	h.NginxReload = append([]string{Nginx, "-s", "reload"}, nginxArgs...)
+	if !f.NoNginx {
+		h.NginxTest = append([]string{Nginx, "-t", "-q"}, nginxArgs...)
+		h.NginxReload = append([]string{Nginx, "-s", "reload"}, nginxArgs...)
+	}
 
 	for _, d := range []string{h.Dir, sshDir} {
 		if err := os.Mkdir(d, 0o755); err != nil {
@@ -161,8 +163,10 @@ func (h *Host) start(ctx context.Context, opts Options, authorized []byte) error
 	if err := h.startSSHFresh(ctx); err != nil {
 		return err
 	}
-	if err := h.startNginxFresh(ctx); err != nil {
-		return err
+	if !f.NoNginx {
+		if err := h.startNginxFresh(ctx); err != nil {
+			return err
+		}
 	}
 	return h.writeCertnodeConfig(opts.TrustedKey)
 }
