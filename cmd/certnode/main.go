@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/certpush/certpush/internal/install"
+	"github.com/certpush/certpush/internal/metrics"
 )
 
 const usage = `certnode installs the certificates certpush pushes to this host.
@@ -217,6 +218,7 @@ func cmdInstall(ctx context.Context, e *env, args []string) error {
 	force := fs.Bool("force", false, "install even if already installed or older than the installed certificate")
 	id := fs.String("id", "", "install the bundle with this `id` (needs exactly one NAME)")
 	asJSON := fs.Bool("json", false, `print {"results":[...]} on stdout`)
+	metricsFile := fs.String("metrics-file", "", "write Prometheus metrics to `file` (node_exporter textfile collector)")
 	names, err := parseInterleaved(fs, args)
 	if err != nil {
 		return flagError(err)
@@ -236,9 +238,19 @@ func cmdInstall(ctx context.Context, e *env, args []string) error {
 			e.log.Warn("certificate not configured", "cert", n, "config", cfg.Path)
 		}
 	}
-	results, err := e.installer(cfg).Install(ctx, names, install.Options{Force: *force, ID: *id})
+	in := e.installer(cfg)
+	results, err := in.Install(ctx, names, install.Options{Force: *force, ID: *id})
 	if err != nil {
 		return err
+	}
+	if *metricsFile != "" {
+		st, err := in.Check(0)
+		if err != nil {
+			return err
+		}
+		if err := installMetrics(results, st, time.Now()).WriteFile(*metricsFile); err != nil {
+			return err
+		}
 	}
 	if *asJSON {
 		if results == nil {
@@ -343,6 +355,7 @@ func cmdCheck(_ context.Context, e *env, args []string) error {
 	fs := newFlagSet(e, "check", "check [--days N] [--json]")
 	days := fs.Int("days", 14, "fail if a certificate expires within `N` days")
 	asJSON := fs.Bool("json", false, `print {"certs":[...]} on stdout`)
+	metricsFile := fs.String("metrics-file", "", "write Prometheus metrics to `file` (node_exporter textfile collector)")
 	if err := fs.Parse(args); err != nil {
 		return flagError(err)
 	}
@@ -359,6 +372,13 @@ func cmdCheck(_ context.Context, e *env, args []string) error {
 	st, err := e.installer(cfg).Check(*days)
 	if err != nil {
 		return err
+	}
+	if *metricsFile != "" {
+		var s metrics.Set
+		certMetrics(&s, st)
+		if err := s.WriteFile(*metricsFile); err != nil {
+			return err
+		}
 	}
 	bad := 0
 	for _, s := range st {
