@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	iofs "io/fs"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -136,6 +137,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 // loadConfig reads the config; any problem with it is a usage error.
 func (e *env) loadConfig() (*inventory.Config, error) {
 	cfg, err := inventory.Load(e.configPath)
+	if errors.Is(err, iofs.ErrNotExist) {
+		return nil, usagef("%v\ncertpush: hint: pass --config FILE or set CERTPUSH_CONFIG (an example is inventory/certpush.yaml)", err)
+	}
 	if err != nil {
 		return nil, usageError{err}
 	}
