@@ -470,8 +470,22 @@ exit $status
 	syscall.Flock(int(lf.Fd()), syscall.LOCK_UN)
 	wg.Wait()
 
-	if timerCode != 0 || pushCode != 0 || pushRes[h.Name].Result != "installed" {
-		t.Errorf("timer exited %d, push %d (%+v); want both to install", timerCode, pushCode, pushRes)
+	// Both install, one after the other. Which one takes the lock first
+	// is up to the kernel: when the timer's certnode goes second, its
+	// (forced, older) certificate may replace the pushed one before
+	// certpush's own TLS check, which then rightly reports that the host
+	// does not serve the push.
+	live, err := os.Readlink(filepath.Join(h.Root, "live", certName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	timerLast := filepath.Base(live) == idTimer
+	pushOK := pushCode == 0 && pushRes[h.Name].Result == "installed"
+	if timerLast && !pushOK {
+		pushOK = pushCode == 1 && strings.Contains(pushRes[h.Name].Error, "installed, but TLS check failed")
+	}
+	if timerCode != 0 || !pushOK {
+		t.Errorf("timer exited %d, push %d (%+v), timer last: %v; want both to install", timerCode, pushCode, pushRes, timerLast)
 	}
 	// Each certnode's test and reload form one block: no interleaving.
 	var order []string
