@@ -1,6 +1,7 @@
 package inventory
 
 import (
+	"cmp"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -9,16 +10,14 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"regexp"
 	"slices"
-	"sort"
-	"strconv"
 	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
 
 	"github.com/certpush/certpush/internal/bundle"
+	"github.com/certpush/certpush/internal/yamlconf"
 )
 
 // MaxHostListSize bounds a host-list file.
@@ -41,18 +40,11 @@ func Load(path string) (*Config, error) {
 // errors.Join.
 func Parse(path string, data []byte) (*Config, error) {
 	p := &parser{file: path, dir: filepath.Dir(path), rank: map[string]int{path: 0}}
+	p.Checker = yamlconf.Checker{Report: p.report}
 	cfg := p.parse(data)
 	if len(p.errs) > 0 {
-		sort.SliceStable(p.errs, func(i, j int) bool {
-			a, b := p.errs[i], p.errs[j]
-			if ra, rb := p.rank[a.File], p.rank[b.File]; ra != rb {
-				return ra < rb
-			}
-			// Problems without a line (the file as a whole) come last.
-			if (a.Line == 0) != (b.Line == 0) {
-				return b.Line == 0
-			}
-			return a.Line < b.Line
+		slices.SortStableFunc(p.errs, func(a, b *Error) int {
+			return cmp.Or(cmp.Compare(p.rank[a.File], p.rank[b.File]), yamlconf.CompareLines(a.Line, b.Line))
 		})
 		errs := make([]error, len(p.errs))
 		for i, e := range p.errs {
@@ -64,21 +56,15 @@ func Parse(path string, data []byte) (*Config, error) {
 }
 
 type parser struct {
+	yamlconf.Checker
 	file string
 	dir  string
 	errs []*Error
 	rank map[string]int // order in which files are reported
 }
 
-// pair is one key and its value in a mapping.
-type pair struct{ key, val *yaml.Node }
-
-func (p *parser) errf(n *yaml.Node, format string, args ...any) {
-	line := 0
-	if n != nil {
-		line = n.Line
-	}
-	p.errs = append(p.errs, &Error{File: p.file, Line: line, Msg: fmt.Sprintf(format, args...)})
+func (p *parser) report(line int, msg string) {
+	p.errs = append(p.errs, &Error{File: p.file, Line: line, Msg: msg})
 }
 
 func (p *parser) add(errs []error) {
@@ -92,18 +78,6 @@ func (p *parser) add(errs []error) {
 		}
 		p.errs = append(p.errs, e)
 	}
-}
-
-var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
-
-func (p *parser) yamlError(err error) {
-	msg := err.Error()
-	if m := yamlLine.FindStringSubmatch(msg); m != nil {
-		line, _ := strconv.Atoi(m[1])
-		p.errs = append(p.errs, &Error{File: p.file, Line: line, Msg: m[2]})
-		return
-	}
-	p.errs = append(p.errs, &Error{File: p.file, Msg: strings.TrimPrefix(msg, "yaml: ")})
 }
 
 func (p *parser) parse(data []byte) *Config {
@@ -127,42 +101,27 @@ func (p *parser) parse(data []byte) *Config {
 		Hosts: map[string]*Host{},
 	}
 
-	dec := yaml.NewDecoder(strings.NewReader(string(data)))
-	var doc yaml.Node
-	if err := dec.Decode(&doc); err != nil && !errors.Is(err, io.EOF) {
-		p.yamlError(err)
+	root, ok := p.Document(data)
+	if !ok {
 		return nil
-	}
-	var extra yaml.Node
-	if err := dec.Decode(&extra); err == nil {
-		p.errf(&extra, "more than one YAML document; put everything in one")
-		return nil
-	} else if !errors.Is(err, io.EOF) {
-		p.yamlError(err)
-		return nil
-	}
-
-	var root *yaml.Node
-	if doc.Kind == yaml.DocumentNode && len(doc.Content) > 0 {
-		root = doc.Content[0]
 	}
 	var certsKey, certsVal, hostsVal *yaml.Node
-	for _, f := range p.pairs(root, "") {
-		switch f.key.Value {
+	for _, f := range p.Pairs(root, "") {
+		switch f.Key.Value {
 		case "state_dir":
-			if s, ok := p.path(f.val, "state_dir"); ok {
+			if s, ok := p.path(f.Val, "state_dir"); ok {
 				cfg.StateDir = s
 			}
 		case "ssh":
-			p.ssh(f.val, &cfg.SSH)
+			p.ssh(f.Val, &cfg.SSH)
 		case "acme":
-			p.acme(f.val, &cfg.ACME)
+			p.acme(f.Val, &cfg.ACME)
 		case "certs":
-			certsKey, certsVal = f.key, f.val
+			certsKey, certsVal = f.Key, f.Val
 		case "hosts":
-			hostsVal = f.val
+			hostsVal = f.Val
 		default:
-			p.unknown(f.key, "")
+			p.Unknown(f.Key, "", nil)
 		}
 	}
 	if cfg.SSH.KnownHosts == "" {
@@ -173,155 +132,9 @@ func (p *parser) parse(data []byte) *Config {
 	return cfg
 }
 
-// deref follows aliases to the node they name.
-func deref(n *yaml.Node) *yaml.Node {
-	for i := 0; n != nil && n.Kind == yaml.AliasNode && i < 100; i++ {
-		n = n.Alias
-	}
-	return n
-}
-
-func isNull(n *yaml.Node) bool {
-	return n == nil || n.Kind == 0 || n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null"
-}
-
-func describe(n *yaml.Node) string {
-	switch {
-	case isNull(n):
-		return "nothing"
-	case n.Kind == yaml.MappingNode:
-		return "a mapping"
-	case n.Kind == yaml.SequenceNode:
-		return "a list"
-	case n.Kind == yaml.AliasNode:
-		return "an alias"
-	}
-	return strconv.Quote(n.Value)
-}
-
-func label(where string) string {
-	if where == "" {
-		return "top level"
-	}
-	return where
-}
-
-func (p *parser) unknown(key *yaml.Node, where string) {
-	if where == "" {
-		p.errf(key, "unknown key %q", key.Value)
-		return
-	}
-	p.errf(key, "unknown key %q in %s", key.Value, where)
-}
-
-// pairs returns the keys and values of a mapping, with YAML merge keys
-// (<<) applied; keys written in the mapping win over merged ones. A null
-// value is an empty mapping.
-func (p *parser) pairs(n *yaml.Node, where string) []pair {
-	n = deref(n)
-	if isNull(n) {
-		return nil
-	}
-	if n.Kind != yaml.MappingNode {
-		p.errf(n, "%s: want a mapping, got %s", label(where), describe(n))
-		return nil
-	}
-	var out []pair
-	p.collect(n, where, &out, map[string]bool{}, map[*yaml.Node]bool{n: true}, 0)
-	return out
-}
-
-// collect appends the pairs of n not yet seen, then those of the mappings
-// it merges; each mapping is visited once.
-func (p *parser) collect(n *yaml.Node, where string, out *[]pair, seen map[string]bool, visited map[*yaml.Node]bool, depth int) {
-	var merges []*yaml.Node
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := deref(n.Content[i]), n.Content[i+1]
-		if k == nil || k.Kind != yaml.ScalarNode {
-			p.errf(n.Content[i], "%s: a key must be a plain string, got %s", label(where), describe(k))
-			continue
-		}
-		if k.ShortTag() == "!!merge" {
-			merges = append(merges, v)
-			continue
-		}
-		if seen[k.Value] {
-			if depth == 0 {
-				p.errf(k, "duplicate key %q in %s", k.Value, label(where))
-			}
-			continue
-		}
-		seen[k.Value] = true
-		*out = append(*out, pair{k, v})
-	}
-	for _, m := range merges {
-		m = deref(m)
-		if depth >= 8 {
-			p.errf(m, "%s: merge (<<) nested too deep", label(where))
-			return
-		}
-		switch {
-		case m != nil && m.Kind == yaml.MappingNode:
-			if !visited[m] {
-				visited[m] = true
-				p.collect(m, where, out, seen, visited, depth+1)
-			}
-		case m != nil && m.Kind == yaml.SequenceNode:
-			for _, e := range m.Content {
-				if e = deref(e); e != nil && e.Kind == yaml.MappingNode {
-					if !visited[e] {
-						visited[e] = true
-						p.collect(e, where, out, seen, visited, depth+1)
-					}
-				} else {
-					p.errf(e, "%s: merge (<<) wants a mapping or a list of mappings, got %s", label(where), describe(e))
-				}
-			}
-		default:
-			p.errf(m, "%s: merge (<<) wants a mapping or a list of mappings, got %s", label(where), describe(m))
-		}
-	}
-}
-
-// scalar returns n as a scalar node, reporting anything else.
-func (p *parser) scalar(n *yaml.Node, key string) (*yaml.Node, bool) {
-	n = deref(n)
-	if n == nil || n.Kind != yaml.ScalarNode {
-		p.errf(n, "%s: want a single value, got %s", key, describe(n))
-		return nil, false
-	}
-	return n, true
-}
-
-// str returns a scalar's text; null is "".
-func (p *parser) str(n *yaml.Node, key string) (string, bool) {
-	s, ok := p.scalar(n, key)
-	if !ok {
-		return "", false
-	}
-	if isNull(s) {
-		return "", true
-	}
-	if strings.ContainsFunc(s.Value, func(r rune) bool { return r < ' ' && r != '\t' || r == 0x7f }) {
-		p.errf(s, "%s: control characters are not allowed", key)
-		return "", false
-	}
-	return s.Value, true
-}
-
-// nonEmpty is str, reporting an empty value.
-func (p *parser) nonEmpty(n *yaml.Node, key string) (string, bool) {
-	s, ok := p.str(n, key)
-	if ok && strings.TrimSpace(s) == "" {
-		p.errf(deref(n), "%s: must not be empty", key)
-		return "", false
-	}
-	return s, ok
-}
-
-// path is nonEmpty, resolved against the config file's directory.
+// path is NonEmpty, resolved against the config file's directory.
 func (p *parser) path(n *yaml.Node, key string) (string, bool) {
-	s, ok := p.nonEmpty(n, key)
+	s, ok := p.NonEmpty(n, key)
 	if !ok {
 		return "", false
 	}
@@ -332,13 +145,13 @@ func (p *parser) path(n *yaml.Node, key string) (string, bool) {
 }
 
 func (p *parser) integer(n *yaml.Node, key string) (int, bool) {
-	s, ok := p.scalar(n, key)
+	s, ok := p.Scalar(n, key)
 	if !ok {
 		return 0, false
 	}
 	var v int
 	if s.ShortTag() != "!!int" || s.Decode(&v) != nil {
-		p.errf(s, "%s: want an integer, got %s", key, describe(s))
+		p.Errorf(s, "%s: want an integer, got %s", key, yamlconf.Describe(s))
 		return 0, false
 	}
 	return v, true
@@ -347,20 +160,20 @@ func (p *parser) integer(n *yaml.Node, key string) (int, bool) {
 func (p *parser) port(n *yaml.Node, key string) (int, bool) {
 	v, ok := p.integer(n, key)
 	if ok && (v < 1 || v > 65535) {
-		p.errf(deref(n), "%s: %d out of range 1..65535", key, v)
+		p.Errorf(yamlconf.Deref(n), "%s: %d out of range 1..65535", key, v)
 		return 0, false
 	}
 	return v, ok
 }
 
 func (p *parser) boolean(n *yaml.Node, key string) (bool, bool) {
-	s, ok := p.scalar(n, key)
+	s, ok := p.Scalar(n, key)
 	if !ok {
 		return false, false
 	}
 	var v bool
 	if s.ShortTag() != "!!bool" || s.Decode(&v) != nil {
-		p.errf(s, "%s: want true or false, got %s", key, describe(s))
+		p.Errorf(s, "%s: want true or false, got %s", key, yamlconf.Describe(s))
 		return false, false
 	}
 	return v, true
@@ -369,46 +182,42 @@ func (p *parser) boolean(n *yaml.Node, key string) (bool, bool) {
 // duration parses a Go duration (90s, 15m, 720h); negative ones are
 // reported, and with positive so is zero.
 func (p *parser) duration(n *yaml.Node, key string, positive bool) (time.Duration, bool) {
-	s, ok := p.scalar(n, key)
+	s, ok := p.Scalar(n, key)
 	if !ok {
 		return 0, false
 	}
 	d, err := time.ParseDuration(s.Value)
-	if err != nil || isNull(s) {
-		p.errf(s, "%s: bad duration %s (write e.g. 90s, 15m, 720h)", key, describe(s))
+	if err != nil || yamlconf.IsNull(s) {
+		p.Errorf(s, "%s: bad duration %s (write e.g. 90s, 15m, 720h)", key, yamlconf.Describe(s))
 		return 0, false
 	}
 	if d < 0 || positive && d == 0 {
-		p.errf(s, "%s: duration %s must be positive", key, s.Value)
+		p.Errorf(s, "%s: duration %s must be positive", key, s.Value)
 		return 0, false
 	}
 	return d, true
 }
 
-// list returns the scalar items of a sequence; null is an empty list.
+// list returns the scalar items of a sequence, none of them empty; null
+// is an empty list.
 func (p *parser) list(n *yaml.Node, key string) ([]*yaml.Node, bool) {
-	n = deref(n)
-	if isNull(n) {
-		return nil, true
-	}
-	if n.Kind != yaml.SequenceNode {
-		p.errf(n, "%s: want a list, got %s", key, describe(n))
+	items, ok := p.Seq(n, key)
+	if !ok {
 		return nil, false
 	}
 	var out []*yaml.Node
-	ok := true
-	for i, e := range n.Content {
+	for i, e := range items {
 		item := fmt.Sprintf("%s[%d]", key, i)
-		s, good := p.str(e, item)
+		s, good := p.Text(e, item)
 		if good && s == "" {
-			p.errf(deref(e), "%s: must not be empty", item)
+			p.Errorf(yamlconf.Deref(e), "%s: must not be empty", item)
 			good = false
 		}
 		if !good {
 			ok = false
 			continue
 		}
-		out = append(out, deref(e))
+		out = append(out, yamlconf.Deref(e))
 	}
 	return out, ok
 }
@@ -426,7 +235,7 @@ func (p *parser) endpoints(n *yaml.Node, key string) ([]string, bool) {
 	items, ok := p.list(n, key)
 	for _, it := range items {
 		if err := checkEndpoint(it.Value, false); err != nil {
-			p.errf(it, "%s: %v", key, err)
+			p.Errorf(it, "%s: %v", key, err)
 			ok = false
 		}
 	}
@@ -434,165 +243,165 @@ func (p *parser) endpoints(n *yaml.Node, key string) ([]string, bool) {
 }
 
 func (p *parser) ssh(n *yaml.Node, s *SSH) {
-	for _, f := range p.pairs(n, "ssh") {
-		key := "ssh." + f.key.Value
-		switch f.key.Value {
+	for _, f := range p.Pairs(n, "ssh") {
+		key := "ssh." + f.Key.Value
+		switch f.Key.Value {
 		case "user":
-			if v, ok := p.user(f.val, key); ok {
+			if v, ok := p.user(f.Val, key); ok {
 				s.User = v
 			}
 		case "port":
-			if v, ok := p.port(f.val, key); ok {
+			if v, ok := p.port(f.Val, key); ok {
 				s.Port = v
 			}
 		case "identity":
-			if v, ok := p.path(f.val, key); ok {
+			if v, ok := p.path(f.Val, key); ok {
 				s.Identity = v
 			}
 		case "known_hosts":
-			if v, ok := p.path(f.val, key); ok {
+			if v, ok := p.path(f.Val, key); ok {
 				s.KnownHosts = v
 			}
 		case "parallel":
-			if v, ok := p.integer(f.val, key); ok {
+			if v, ok := p.integer(f.Val, key); ok {
 				if v < 1 {
-					p.errf(deref(f.val), "%s: must be at least 1, got %d", key, v)
+					p.Errorf(yamlconf.Deref(f.Val), "%s: must be at least 1, got %d", key, v)
 				} else {
 					s.Parallel = v
 				}
 			}
 		case "timeout":
-			if v, ok := p.duration(f.val, key, true); ok {
+			if v, ok := p.duration(f.Val, key, true); ok {
 				s.Timeout = v
 			}
 		case "connect_timeout":
-			if v, ok := p.duration(f.val, key, true); ok {
+			if v, ok := p.duration(f.Val, key, true); ok {
 				s.ConnectTimeout = v
 			}
 		case "incoming":
-			if v, ok := p.nonEmpty(f.val, key); ok {
+			if v, ok := p.NonEmpty(f.Val, key); ok {
 				s.Incoming = v
 			}
 		case "command":
-			if v, ok := p.nonEmpty(f.val, key); ok {
+			if v, ok := p.NonEmpty(f.Val, key); ok {
 				s.Command = v
 			}
 		default:
-			p.unknown(f.key, "ssh")
+			p.Unknown(f.Key, "ssh", nil)
 		}
 	}
 }
 
 func (p *parser) user(n *yaml.Node, key string) (string, bool) {
-	v, ok := p.str(n, key)
+	v, ok := p.Text(n, key)
 	if !ok {
 		return "", false
 	}
 	if err := checkUser(v); err != nil {
-		p.errf(deref(n), "%s: %v", key, err)
+		p.Errorf(yamlconf.Deref(n), "%s: %v", key, err)
 		return "", false
 	}
 	return v, true
 }
 
 func (p *parser) keyType(n *yaml.Node, key string) (string, bool) {
-	v, ok := p.str(n, key)
+	v, ok := p.Text(n, key)
 	if ok && !slices.Contains(KeyTypes, v) {
-		p.errf(deref(n), "%s: unknown key type %q (use %s)", key, v, strings.Join(KeyTypes, ", "))
+		p.Errorf(yamlconf.Deref(n), "%s: unknown key type %q (use %s)", key, v, strings.Join(KeyTypes, ", "))
 		return "", false
 	}
 	return v, ok
 }
 
 func (p *parser) acme(n *yaml.Node, a *ACME) {
-	for _, f := range p.pairs(n, "acme") {
-		key := "acme." + f.key.Value
-		switch f.key.Value {
+	for _, f := range p.Pairs(n, "acme") {
+		key := "acme." + f.Key.Value
+		switch f.Key.Value {
 		case "directory":
-			v, ok := p.nonEmpty(f.val, key)
+			v, ok := p.NonEmpty(f.Val, key)
 			if !ok {
 				break
 			}
 			u, err := url.Parse(v)
 			if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-				p.errf(deref(f.val), "%s: bad URL %q: want https://host/path", key, v)
+				p.Errorf(yamlconf.Deref(f.Val), "%s: bad URL %q: want https://host/path", key, v)
 				break
 			}
 			a.Directory = v
 		case "email":
-			v, ok := p.str(f.val, key)
+			v, ok := p.Text(f.Val, key)
 			if !ok {
 				break
 			}
 			if local, domain, found := strings.Cut(v, "@"); v != "" && (!found || local == "" || domain == "" || strings.ContainsAny(v, " <>,") || strings.Contains(domain, "@")) {
-				p.errf(deref(f.val), "%s: bad address %q", key, v)
+				p.Errorf(yamlconf.Deref(f.Val), "%s: bad address %q", key, v)
 				break
 			}
 			a.Email = v
 		case "ca_file":
-			if v, ok := p.path(f.val, key); ok {
+			if v, ok := p.path(f.Val, key); ok {
 				a.CAFile = v
 			}
 		case "eab":
-			a.EAB = p.eab(f.key, f.val)
+			a.EAB = p.eab(f.Key, f.Val)
 		case "key_type":
-			if v, ok := p.keyType(f.val, key); ok && v != "" {
+			if v, ok := p.keyType(f.Val, key); ok && v != "" {
 				a.KeyType = v
 			}
 		case "preferred_chain":
-			if v, ok := p.str(f.val, key); ok {
+			if v, ok := p.Text(f.Val, key); ok {
 				a.PreferredChain = v
 			}
 		case "dns_resolvers":
-			if v, ok := p.endpoints(f.val, key); ok {
+			if v, ok := p.endpoints(f.Val, key); ok {
 				a.DNSResolvers = v
 			}
 		case "propagation_timeout":
-			if v, ok := p.duration(f.val, key, true); ok {
+			if v, ok := p.duration(f.Val, key, true); ok {
 				a.PropagationTimeout = v
 			}
 		case "disable_propagation_check":
-			if v, ok := p.boolean(f.val, key); ok {
+			if v, ok := p.boolean(f.Val, key); ok {
 				a.DisablePropagationCheck = v
 			}
 		default:
-			p.unknown(f.key, "acme")
+			p.Unknown(f.Key, "acme", nil)
 		}
 	}
 }
 
 func (p *parser) eab(keyNode, n *yaml.Node) *EAB {
-	if isNull(deref(n)) {
+	if yamlconf.IsNull(yamlconf.Deref(n)) {
 		return nil
 	}
-	if n = deref(n); n.Kind != yaml.MappingNode {
-		p.errf(n, "acme.eab: want a mapping, got %s", describe(n))
+	if n = yamlconf.Deref(n); n.Kind != yaml.MappingNode {
+		p.Errorf(n, "acme.eab: want a mapping, got %s", yamlconf.Describe(n))
 		return nil
 	}
 	e := &EAB{}
-	for _, f := range p.pairs(n, "acme.eab") {
-		key := "acme.eab." + f.key.Value
-		switch f.key.Value {
+	for _, f := range p.Pairs(n, "acme.eab") {
+		key := "acme.eab." + f.Key.Value
+		switch f.Key.Value {
 		case "kid":
-			if v, ok := p.nonEmpty(f.val, key); ok {
+			if v, ok := p.NonEmpty(f.Val, key); ok {
 				e.KID = v
 			}
 		case "hmac_key":
-			v, ok := p.nonEmpty(f.val, key)
+			v, ok := p.NonEmpty(f.Val, key)
 			if !ok {
 				break
 			}
 			if _, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(v, "=")); err != nil {
-				p.errf(deref(f.val), "%s: not base64url", key)
+				p.Errorf(yamlconf.Deref(f.Val), "%s: not base64url", key)
 				break
 			}
 			e.HMACKey = v
 		default:
-			p.unknown(f.key, "acme.eab")
+			p.Unknown(f.Key, "acme.eab", nil)
 		}
 	}
 	if e.KID == "" || e.HMACKey == "" {
-		p.errf(keyNode, "acme.eab: kid and hmac_key are both required")
+		p.Errorf(keyNode, "acme.eab: kid and hmac_key are both required")
 		return nil
 	}
 	return e
@@ -602,42 +411,42 @@ func (p *parser) eab(keyNode, n *yaml.Node) *EAB {
 // the nodes that mention it.
 func (p *parser) hosts(n *yaml.Node, cfg *Config) map[string][]*yaml.Node {
 	groups := map[string][]*yaml.Node{}
-	for _, f := range p.pairs(n, "hosts") {
-		name := f.key.Value
+	for _, f := range p.Pairs(n, "hosts") {
+		name := f.Key.Value
 		if err := checkHostName(name); err != nil {
-			p.errf(f.key, "hosts: bad host name: %v", err)
+			p.Errorf(f.Key, "hosts: bad host name: %v", err)
 			continue
 		}
 		where := "hosts." + name
 		h := &Host{Name: name}
 		hasAddress := false
-		for _, g := range p.pairs(f.val, where) {
-			key := where + "." + g.key.Value
-			switch g.key.Value {
+		for _, g := range p.Pairs(f.Val, where) {
+			key := where + "." + g.Key.Value
+			switch g.Key.Value {
 			case "address":
-				v, ok := p.nonEmpty(g.val, key)
+				v, ok := p.NonEmpty(g.Val, key)
 				if !ok {
 					hasAddress = true // reported already
 					break
 				}
 				a, err := checkAddress(v)
 				if err != nil {
-					p.errf(deref(g.val), "%s: bad address %q: %v", key, v, err)
+					p.Errorf(yamlconf.Deref(g.Val), "%s: bad address %q: %v", key, v, err)
 				}
 				h.Address, hasAddress = a, true
 			case "port":
-				if v, ok := p.port(g.val, key); ok {
+				if v, ok := p.port(g.Val, key); ok {
 					h.Port = v
 				}
 			case "user":
-				if v, ok := p.user(g.val, key); ok {
+				if v, ok := p.user(g.Val, key); ok {
 					h.User = v
 				}
 			case "groups":
-				items, _ := p.list(g.val, key)
+				items, _ := p.list(g.Val, key)
 				for _, it := range items {
 					if err := checkHostName(it.Value); err != nil {
-						p.errf(it, "%s: bad group name: %v", key, err)
+						p.Errorf(it, "%s: bad group name: %v", key, err)
 						continue
 					}
 					if slices.Contains(h.Groups, it.Value) {
@@ -647,30 +456,30 @@ func (p *parser) hosts(n *yaml.Node, cfg *Config) map[string][]*yaml.Node {
 					groups[it.Value] = append(groups[it.Value], it)
 				}
 			case "verify":
-				if v, ok := p.endpoints(g.val, key); ok {
+				if v, ok := p.endpoints(g.Val, key); ok {
 					h.Verify = v
 				}
 			case "incoming":
-				if v, ok := p.nonEmpty(g.val, key); ok {
+				if v, ok := p.NonEmpty(g.Val, key); ok {
 					h.Incoming = v
 				}
 			case "command":
-				if v, ok := p.nonEmpty(g.val, key); ok {
+				if v, ok := p.NonEmpty(g.Val, key); ok {
 					h.Command = v
 				}
 			case "webroot":
-				if v, ok := p.nonEmpty(g.val, key); ok {
+				if v, ok := p.NonEmpty(g.Val, key); ok {
 					if !path.IsAbs(v) {
-						p.errf(g.val, "%s: webroot must be an absolute path", key)
+						p.Errorf(g.Val, "%s: webroot must be an absolute path", key)
 					}
 					h.Webroot = path.Clean(v)
 				}
 			default:
-				p.unknown(g.key, where)
+				p.Unknown(g.Key, where, nil)
 			}
 		}
 		if !hasAddress {
-			p.errf(f.key, "%s: address is required", where)
+			p.Errorf(f.Key, "%s: address is required", where)
 		}
 		*h = cfg.withDefaults(*h)
 		cfg.Hosts[name] = h
@@ -678,7 +487,7 @@ func (p *parser) hosts(n *yaml.Node, cfg *Config) map[string][]*yaml.Node {
 	for g, nodes := range groups {
 		if _, ok := cfg.Hosts[g]; ok {
 			for _, n := range nodes {
-				p.errf(n, "group %q has the name of a host; rename one of them", g)
+				p.Errorf(n, "group %q has the name of a host; rename one of them", g)
 			}
 		}
 	}
@@ -686,22 +495,18 @@ func (p *parser) hosts(n *yaml.Node, cfg *Config) map[string][]*yaml.Node {
 }
 
 func (p *parser) certs(keyNode, n *yaml.Node, cfg *Config, groups map[string][]*yaml.Node) {
-	entries := p.pairs(n, "certs")
+	entries := p.Pairs(n, "certs")
 	if len(entries) == 0 {
-		if keyNode != nil {
-			p.errf(keyNode, "no certificates configured")
-		} else {
-			p.errf(nil, "no certificates configured")
-		}
+		p.Errorf(keyNode, "no certificates configured")
 		return
 	}
 	for _, f := range entries {
-		name := f.key.Value
+		name := f.Key.Value
 		if err := bundle.ValidName(name); err != nil {
-			p.errf(f.key, "certs: %v", err)
+			p.Errorf(f.Key, "certs: %v", err)
 			continue
 		}
-		if c := p.cert(f.key, f.val, cfg, groups); c != nil {
+		if c := p.cert(f.Key, f.Val, cfg, groups); c != nil {
 			cfg.Certs[name] = c
 			cfg.CertOrder = append(cfg.CertOrder, name)
 		}
@@ -716,34 +521,34 @@ func (p *parser) cert(keyNode, n *yaml.Node, cfg *Config, groups map[string][]*y
 	var canaryKey string
 	var domainsKey *yaml.Node
 	hostsFileOK := true
-	for _, f := range p.pairs(n, where) {
-		key := where + "." + f.key.Value
-		switch f.key.Value {
+	for _, f := range p.Pairs(n, where) {
+		key := where + "." + f.Key.Value
+		switch f.Key.Value {
 		case "domains":
-			domainsKey = f.key
-			items, ok := p.list(f.val, key)
+			domainsKey = f.Key
+			items, ok := p.list(f.Val, key)
 			for _, it := range items {
 				d, err := checkDomain(it.Value)
 				if err != nil {
-					p.errf(it, "%s: %v", key, err)
+					p.Errorf(it, "%s: %v", key, err)
 					continue
 				}
 				if slices.Contains(c.Domains, d) {
-					p.errf(it, "%s: duplicate domain %q", key, d)
+					p.Errorf(it, "%s: duplicate domain %q", key, d)
 					continue
 				}
 				c.Domains = append(c.Domains, d)
 			}
 			if ok && len(items) == 0 {
-				p.errf(f.key, "%s: must list at least one domain", key)
+				p.Errorf(f.Key, "%s: must list at least one domain", key)
 			}
 		case "hosts":
-			items, _ := p.list(f.val, key)
+			items, _ := p.list(f.Val, key)
 			for _, it := range items {
 				_, isHost := cfg.Hosts[it.Value]
 				_, isGroup := groups[it.Value]
 				if !isHost && !isGroup {
-					p.errf(it, "%s: unknown host or group %q", key, it.Value)
+					p.Errorf(it, "%s: unknown host or group %q", key, it.Value)
 					continue
 				}
 				if !slices.Contains(c.Hosts, it.Value) {
@@ -751,60 +556,60 @@ func (p *parser) cert(keyNode, n *yaml.Node, cfg *Config, groups map[string][]*y
 				}
 			}
 		case "hosts_file":
-			v, ok := p.path(f.val, key)
+			v, ok := p.path(f.Val, key)
 			if !ok {
 				hostsFileOK = false
 				break
 			}
 			c.HostsFile = v
-			if !p.hostsFile(deref(f.val), key, c, cfg, groups) {
+			if !p.hostsFile(yamlconf.Deref(f.Val), key, c, cfg, groups) {
 				hostsFileOK = false
 			}
 		case "install":
-			v, ok := p.str(f.val, key)
+			v, ok := p.Text(f.Val, key)
 			if !ok {
 				break
 			}
 			if v != InstallNow && v != InstallCron {
-				p.errf(deref(f.val), "%s: unknown install mode %q (use %s or %s)", key, v, InstallNow, InstallCron)
+				p.Errorf(yamlconf.Deref(f.Val), "%s: unknown install mode %q (use %s or %s)", key, v, InstallNow, InstallCron)
 				break
 			}
 			c.Install = v
 		case "canary":
-			canary, _ = p.list(f.val, key)
+			canary, _ = p.list(f.Val, key)
 			canaryKey = key
 		case "verify_sni":
-			v, ok := p.str(f.val, key)
+			v, ok := p.Text(f.Val, key)
 			if !ok || v == "" {
 				break
 			}
 			if err := checkDNSName(v, false); err != nil {
-				p.errf(deref(f.val), "%s: bad server name %q: %v", key, v, err)
+				p.Errorf(yamlconf.Deref(f.Val), "%s: bad server name %q: %v", key, v, err)
 				break
 			}
 			c.VerifySNI = strings.ToLower(v)
 		case "verify_ports":
-			c.VerifyPorts = p.ports(f.val, key)
+			c.VerifyPorts = p.ports(f.Val, key)
 		case "renew_before":
-			if v, ok := p.duration(f.val, key, false); ok {
+			if v, ok := p.duration(f.Val, key, false); ok {
 				c.RenewBefore = v
 			}
 		case "key_type":
-			if v, ok := p.keyType(f.val, key); ok {
+			if v, ok := p.keyType(f.Val, key); ok {
 				c.KeyType = v
 			}
 		case "preferred_chain":
-			if v, ok := p.str(f.val, key); ok {
+			if v, ok := p.Text(f.Val, key); ok {
 				c.PreferredChain = v
 			}
 		case "challenge":
-			c.Challenge = p.challenge(f.key, f.val, key)
+			c.Challenge = p.challenge(f.Key, f.Val, key)
 		default:
-			p.unknown(f.key, where)
+			p.Unknown(f.Key, where, nil)
 		}
 	}
 	if domainsKey == nil {
-		p.errf(keyNode, "%s: domains is required: list the names the certificate covers", where)
+		p.Errorf(keyNode, "%s: domains is required: list the names the certificate covers", where)
 	}
 
 	// Canary hosts are host names among the cert's hosts.
@@ -819,13 +624,13 @@ func (p *parser) cert(keyNode, n *yaml.Node, cfg *Config, groups map[string][]*y
 				c.Canary = append(c.Canary, it.Value)
 			}
 		case groups[it.Value] != nil && cfg.Hosts[it.Value] == nil:
-			p.errf(it, "%s: %q is a group; list canary hosts by name", canaryKey, it.Value)
+			p.Errorf(it, "%s: %q is a group; list canary hosts by name", canaryKey, it.Value)
 		case !hostsFileOK:
 			// The host may be in the unreadable host list.
 		case cfg.Hosts[it.Value] != nil:
-			p.errf(it, "%s: host %q is not among the hosts of %s", canaryKey, it.Value, name)
+			p.Errorf(it, "%s: host %q is not among the hosts of %s", canaryKey, it.Value, name)
 		default:
-			p.errf(it, "%s: unknown host %q", canaryKey, it.Value)
+			p.Errorf(it, "%s: unknown host %q", canaryKey, it.Value)
 		}
 	}
 	return c
@@ -836,7 +641,7 @@ func (p *parser) cert(keyNode, n *yaml.Node, cfg *Config, groups map[string][]*y
 func (p *parser) hostsFile(n *yaml.Node, key string, c *Cert, cfg *Config, groups map[string][]*yaml.Node) bool {
 	data, err := readHostList(c.HostsFile)
 	if err != nil {
-		p.errf(n, "%s: %v", key, err)
+		p.Errorf(n, "%s: %v", key, err)
 		return false
 	}
 	entries, errs := parseHostList(c.HostsFile, data, cfg.SSH)
@@ -900,16 +705,9 @@ func readHostList(name string) ([]byte, error) {
 }
 
 func (p *parser) ports(n *yaml.Node, key string) []int {
-	n = deref(n)
-	if isNull(n) {
-		return nil
-	}
-	if n.Kind != yaml.SequenceNode {
-		p.errf(n, "%s: want a list, got %s", key, describe(n))
-		return nil
-	}
+	items, _ := p.Seq(n, key)
 	var out []int
-	for i, e := range n.Content {
+	for i, e := range items {
 		if v, ok := p.port(e, fmt.Sprintf("%s[%d]", key, i)); ok && !slices.Contains(out, v) {
 			out = append(out, v)
 		}
@@ -918,92 +716,92 @@ func (p *parser) ports(n *yaml.Node, key string) []int {
 }
 
 func (p *parser) challenge(keyNode, n *yaml.Node, where string) *Challenge {
-	if isNull(deref(n)) {
+	if yamlconf.IsNull(yamlconf.Deref(n)) {
 		return nil
 	}
 	ch := &Challenge{}
 	set := map[string]*yaml.Node{}
-	for _, f := range p.pairs(n, where) {
-		key := where + "." + f.key.Value
-		set[f.key.Value] = f.key
-		switch f.key.Value {
+	for _, f := range p.Pairs(n, where) {
+		key := where + "." + f.Key.Value
+		set[f.Key.Value] = f.Key
+		switch f.Key.Value {
 		case "type":
-			v, ok := p.nonEmpty(f.val, key)
+			v, ok := p.NonEmpty(f.Val, key)
 			if !ok {
 				break
 			}
 			if v != ChallengeDNS01 && v != ChallengeHTTP01 {
-				p.errf(deref(f.val), "%s: unknown challenge type %q (use %s or %s)", key, v, ChallengeDNS01, ChallengeHTTP01)
+				p.Errorf(yamlconf.Deref(f.Val), "%s: unknown challenge type %q (use %s or %s)", key, v, ChallengeDNS01, ChallengeHTTP01)
 				break
 			}
 			ch.Type = v
 		case "provider":
-			v, ok := p.nonEmpty(f.val, key)
+			v, ok := p.NonEmpty(f.Val, key)
 			if !ok {
 				break
 			}
 			if !validProvider(v) {
-				p.errf(deref(f.val), "%s: bad provider name %q (a lego DNS provider code such as route53, or exec)", key, v)
+				p.Errorf(yamlconf.Deref(f.Val), "%s: bad provider name %q (a lego DNS provider code such as route53, or exec)", key, v)
 				break
 			}
 			ch.Provider = v
 		case "mode":
-			v, ok := p.nonEmpty(f.val, key)
+			v, ok := p.NonEmpty(f.Val, key)
 			if !ok {
 				break
 			}
 			if v != ModeWebrootPush && v != ModeStandalone {
-				p.errf(deref(f.val), "%s: unknown mode %q (use %s or %s)", key, v, ModeWebrootPush, ModeStandalone)
+				p.Errorf(yamlconf.Deref(f.Val), "%s: unknown mode %q (use %s or %s)", key, v, ModeWebrootPush, ModeStandalone)
 				break
 			}
 			ch.Mode = v
 		case "webroot":
-			v, ok := p.nonEmpty(f.val, key)
+			v, ok := p.NonEmpty(f.Val, key)
 			if !ok {
 				break
 			}
 			if !path.IsAbs(v) {
-				p.errf(deref(f.val), "%s: %q must be an absolute path (a directory on every host)", key, v)
+				p.Errorf(yamlconf.Deref(f.Val), "%s: %q must be an absolute path (a directory on every host)", key, v)
 				break
 			}
 			ch.Webroot = path.Clean(v)
 		case "address":
-			v, ok := p.nonEmpty(f.val, key)
+			v, ok := p.NonEmpty(f.Val, key)
 			if !ok {
 				break
 			}
 			if err := checkEndpoint(v, true); err != nil {
-				p.errf(deref(f.val), "%s: %v", key, err)
+				p.Errorf(yamlconf.Deref(f.Val), "%s: %v", key, err)
 				break
 			}
 			ch.Address = v
 		case "resolvers":
-			if v, ok := p.endpoints(f.val, key); ok {
+			if v, ok := p.endpoints(f.Val, key); ok {
 				ch.Resolvers = v
 			}
 		case "propagation_timeout":
-			if v, ok := p.duration(f.val, key, true); ok {
+			if v, ok := p.duration(f.Val, key, true); ok {
 				ch.PropagationTimeout = v
 			}
 		default:
-			p.unknown(f.key, where)
+			p.Unknown(f.Key, where, nil)
 		}
 	}
 	only := func(keys []string, what string) {
 		for _, k := range keys {
 			if kn := set[k]; kn != nil {
-				p.errf(kn, "%s.%s: only applies to %s", where, k, what)
+				p.Errorf(kn, "%s.%s: only applies to %s", where, k, what)
 			}
 		}
 	}
 	switch ch.Type {
 	case "":
 		if set["type"] == nil {
-			p.errf(keyNode, "%s: type is required (%s or %s)", where, ChallengeDNS01, ChallengeHTTP01)
+			p.Errorf(keyNode, "%s: type is required (%s or %s)", where, ChallengeDNS01, ChallengeHTTP01)
 		}
 	case ChallengeDNS01:
 		if set["provider"] == nil {
-			p.errf(keyNode, "%s: provider is required for %s (a lego DNS provider code such as route53, or exec)", where, ChallengeDNS01)
+			p.Errorf(keyNode, "%s: provider is required for %s (a lego DNS provider code such as route53, or exec)", where, ChallengeDNS01)
 		}
 		only([]string{"mode", "webroot", "address"}, ChallengeHTTP01)
 	case ChallengeHTTP01:
@@ -1014,7 +812,7 @@ func (p *parser) challenge(keyNode, n *yaml.Node, where string) *Challenge {
 		switch ch.Mode {
 		case ModeWebrootPush:
 			if set["webroot"] == nil {
-				p.errf(keyNode, "%s: webroot is required for %s mode %s (the directory served at /.well-known/acme-challenge/ is <webroot>/.well-known/acme-challenge/)", where, ChallengeHTTP01, ModeWebrootPush)
+				p.Errorf(keyNode, "%s: webroot is required for %s mode %s (the directory served at /.well-known/acme-challenge/ is <webroot>/.well-known/acme-challenge/)", where, ChallengeHTTP01, ModeWebrootPush)
 			}
 			only([]string{"address"}, "mode "+ModeStandalone)
 		case ModeStandalone:

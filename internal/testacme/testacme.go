@@ -24,6 +24,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"time"
+
+	"github.com/certpush/certpush/internal/testproc"
 )
 
 // Default locations of the two programs (Debian package pebble).
@@ -84,8 +86,8 @@ type Server struct {
 	HTTPPort int
 
 	ownDir  bool
-	pebble  *proc
-	chall   *proc
+	pebble  *testproc.Proc
+	chall   *testproc.Proc
 	httpc   *http.Client
 	mgmtCli *http.Client
 }
@@ -205,13 +207,13 @@ func Start(ctx context.Context, opts Options) (_ *Server, err error) {
 	}
 	s.mgmtCli = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{}}
 
-	s.chall, err = startProc("pebble-challtestsrv", []string{
+	s.chall, err = testproc.Start("pebble-challtestsrv", []string{
 		orDefault(opts.ChallTestSrv, DefaultChallTestSrv),
 		"-dns01", s.DNSAddr,
 		"-management", "127.0.0.1:" + strconv.Itoa(challMgmt),
 		"-http01", "", "-https01", "", "-tlsalpn01", "",
 		"-defaultIPv4", "127.0.0.1", "-defaultIPv6", "",
-	}, nil, filepath.Join(s.Dir, "challtestsrv.log"))
+	}, filepath.Join(s.Dir, "challtestsrv.log"), testproc.Options{})
 	if err != nil {
 		return nil, err
 	}
@@ -219,12 +221,13 @@ func Start(ctx context.Context, opts Options) (_ *Server, err error) {
 		return nil, err
 	}
 
-	s.pebble, err = startProc("pebble", []string{
+	s.pebble, err = testproc.Start("pebble", []string{
 		orDefault(opts.Pebble, DefaultPebble),
 		"-config", cfgFile,
 		"-dnsserver", s.DNSAddr,
-	}, []string{"PEBBLE_VA_NOSLEEP=1", "PEBBLE_WFE_NONCEREJECT=0", "PEBBLE_AUTHZREUSE=0"},
-		filepath.Join(s.Dir, "pebble.log"))
+	}, filepath.Join(s.Dir, "pebble.log"), testproc.Options{
+		Env: []string{"PEBBLE_VA_NOSLEEP=1", "PEBBLE_WFE_NONCEREJECT=0", "PEBBLE_AUTHZREUSE=0"},
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -265,18 +268,18 @@ func (s *Server) waitChallTestSrv(ctx context.Context) error {
 }
 
 // poll calls ready until it succeeds, p exits, or ctx ends.
-func (s *Server) poll(ctx context.Context, p *proc, ready func() error) error {
+func (s *Server) poll(ctx context.Context, p *testproc.Proc, ready func() error) error {
 	for {
 		err := ready()
 		if err == nil {
 			return nil
 		}
-		if p.exited() {
-			return fmt.Errorf("%s exited: %v: %s", p.name, p.err, tail(p.log, 2000))
+		if p.Exited() {
+			return fmt.Errorf("%s exited: %v: %s", p.Name(), p.Err(), testproc.Tail(p.Log(), 2000))
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("%w (last error: %v): %s", ctx.Err(), err, tail(p.log, 2000))
+			return fmt.Errorf("%w (last error: %v): %s", ctx.Err(), err, testproc.Tail(p.Log(), 2000))
 		case <-time.After(readinessPollingTime):
 		}
 	}
@@ -372,9 +375,9 @@ func (s *Server) manage(ctx context.Context, path string, body any) error {
 // made it.
 func (s *Server) Close() error {
 	var errs []error
-	for _, p := range []*proc{s.pebble, s.chall} {
+	for _, p := range []*testproc.Proc{s.pebble, s.chall} {
 		if p != nil {
-			errs = append(errs, p.stop())
+			errs = append(errs, p.Stop())
 		}
 	}
 	if s.ownDir && s.Dir != "" {

@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/certpush/certpush/internal/testproc"
 	"github.com/certpush/certpush/internal/verify"
 )
 
@@ -87,10 +88,10 @@ func (h *Host) NginxPID() int { return h.pidOf(&h.nginx) }
 func (h *Host) pidOf(p **proc) int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if *p == nil || (*p).exited() {
+	if *p == nil || (*p).Exited() {
 		return 0
 	}
-	return (*p).pid()
+	return (*p).Pid()
 }
 
 // Logins counts the public-key logins sshd has accepted so far.
@@ -242,7 +243,7 @@ UseDNS no
 func (h *Host) StartSSH(ctx context.Context) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.sshd != nil && !h.sshd.exited() {
+	if h.sshd != nil && !h.sshd.Exited() {
 		return nil
 	}
 	if os.Geteuid() == 0 {
@@ -261,7 +262,7 @@ func (h *Host) StartSSH(ctx context.Context) error {
 		_ = p.stop()
 		return fmt.Errorf("start sshd on %s: %w", h.SSHAddr(), err)
 	}
-	h.fleet.log.Debug("sshd ready", "host", h.Name, "addr", h.SSHAddr(), "pid", p.pid())
+	h.fleet.log.Debug("sshd ready", "host", h.Name, "addr", h.SSHAddr(), "pid", p.Pid())
 	return nil
 }
 
@@ -318,12 +319,12 @@ func waitReady(ctx context.Context, p *proc, logPath, taken string, ready func(c
 	defer cancel()
 	delay := 5 * time.Millisecond
 	for {
-		if p.exited() {
-			out := tail(logPath, 600)
+		if p.Exited() {
+			out := testproc.Tail(logPath, 600)
 			if strings.Contains(out, taken) {
 				return fmt.Errorf("%w: %s", errPortTaken, out)
 			}
-			return fmt.Errorf("exited (%v): %s", p.err, out)
+			return fmt.Errorf("exited (%v): %s", p.Err(), out)
 		}
 		err := ready(ctx)
 		if err == nil {
@@ -331,8 +332,8 @@ func waitReady(ctx context.Context, p *proc, logPath, taken string, ready func(c
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("not ready: %w (last: %v): %s", ctx.Err(), err, tail(logPath, 600))
-		case <-p.done:
+			return fmt.Errorf("not ready: %w (last: %v): %s", ctx.Err(), err, testproc.Tail(logPath, 600))
+		case <-p.Done():
 		case <-time.After(delay):
 		}
 		delay = min(delay*2, 100*time.Millisecond)
@@ -396,7 +397,7 @@ http {
 func (h *Host) StartNginx(ctx context.Context) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.nginx != nil && !h.nginx.exited() {
+	if h.nginx != nil && !h.nginx.Exited() {
 		return nil
 	}
 	logPath := filepath.Join(h.NginxPrefix, "error.log")
@@ -413,7 +414,7 @@ func (h *Host) StartNginx(ctx context.Context) error {
 		_ = p.stop()
 		return fmt.Errorf("start nginx on %s: %w", h.TLSAddr(), err)
 	}
-	h.fleet.log.Debug("nginx ready", "host", h.Name, "addr", h.TLSAddr(), "pid", p.pid())
+	h.fleet.log.Debug("nginx ready", "host", h.Name, "addr", h.TLSAddr(), "pid", p.Pid())
 	return nil
 }
 

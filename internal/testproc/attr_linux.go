@@ -1,4 +1,4 @@
-package testacme
+package testproc
 
 import "syscall"
 
