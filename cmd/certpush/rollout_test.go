@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -219,4 +221,62 @@ func TestInterruptLeavesHostsOldOrNew(t *testing.T) {
 		t.Fatalf("push after the interrupt exited %d", code)
 	}
 	w.wantServed(fp, fp, fp, fp)
+}
+
+func TestMaxFailuresStopsStartingHosts(t *testing.T) {
+	w := newWorld(t, 4)
+	for _, h := range w.fleet.Hosts[:2] {
+		if err := h.StopSSH(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.importNew()
+	// One host at a time: node-1 fails (1, allowed), node-2 fails (2,
+	// more than 1): node-3 and node-4 are never started.
+	code, results, _ := w.pushJSON("--parallel", "1", "--max-failures", "1")
+	if code != 1 {
+		t.Errorf("push exited %d, want 1", code)
+	}
+	want := map[string]string{"node-1": "failed", "node-2": "failed", "node-3": "skipped", "node-4": "skipped"}
+	for h, r := range want {
+		if results[h] != r {
+			t.Errorf("%s: %q, want %q", h, results[h], r)
+		}
+	}
+	for _, h := range w.fleet.Hosts[2:] {
+		if fp, _ := h.ServedFingerprint(context.Background(), ""); fp != h.BootstrapFingerprint {
+			t.Errorf("%s was changed although the rollout stopped", h.Name)
+		}
+	}
+}
+
+func TestEveryVerifyEndpointIsChecked(t *testing.T) {
+	w := newWorld(t, 1)
+	h := w.fleet.Hosts[0]
+	// A second endpoint that serves nothing: the host is not done.
+	closed := freePort(t)
+	cfg, err := os.ReadFile(w.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	edited := strings.Replace(string(cfg), fmt.Sprintf("- 127.0.0.1:%d", h.TLSPort), fmt.Sprintf("- 127.0.0.1:%d\n      - 127.0.0.1:%d", h.TLSPort, closed), 1)
+	if edited == string(cfg) {
+		t.Fatalf("could not add an endpoint to:\n%s", cfg)
+	}
+	os.WriteFile(w.config, []byte(edited), 0o600)
+	w.importNew()
+	code, results, errs := w.pushJSON()
+	if code != 1 || results[h.Name] != "failed" || !strings.Contains(errs[h.Name], fmt.Sprintf("127.0.0.1:%d", closed)) {
+		t.Errorf("push with an endpoint down: %d %q %q", code, results[h.Name], errs[h.Name])
+	}
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
 }
