@@ -23,6 +23,7 @@ func cmdObtain(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	e.quietly(pf)
 	if len(names) != 1 {
 		fs.Usage()
 		return usagef("obtain takes one certificate NAME")
@@ -61,6 +62,7 @@ Safe to run from cron or a systemd timer every few hours.`)
 	if err != nil {
 		return err
 	}
+	e.quietly(pf)
 	cfg, err := e.loadConfig()
 	if err != nil {
 		return err
@@ -120,7 +122,7 @@ Safe to run from cron or a systemd timer every few hours.`)
 func (e *env) renewOne(ctx context.Context, cfg *inventory.Config, cert *inventory.Cert) error {
 	cur, err := e.store(cfg).Current(cert.Name)
 	if errors.Is(err, bundle.ErrNoBundle) {
-		fmt.Fprintf(e.stdout, "%s: no certificate yet: obtaining one\n", cert.Name)
+		e.note("%s: no certificate yet: obtaining one", cert.Name)
 		return e.obtain(ctx, cfg, cert, nil)
 	}
 	if err != nil {
@@ -140,10 +142,10 @@ func (e *env) renewOne(ctx context.Context, cfg *inventory.Config, cert *invento
 	}
 	d := acme.Due(leaf, cert.RenewBefore, ari, time.Now())
 	if !d.Due {
-		fmt.Fprintf(e.stdout, "%s: not due: %s\n", cert.Name, d.Reason)
+		e.note("%s: not due: %s", cert.Name, d.Reason)
 		return nil
 	}
-	fmt.Fprintf(e.stdout, "%s: renewing: %s\n", cert.Name, d.Reason)
+	e.note("%s: renewing: %s", cert.Name, d.Reason)
 	return e.obtainWith(ctx, client, cfg, cert, leaf)
 }
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -168,6 +169,12 @@ func TestRenewOnlyWhenDue(t *testing.T) {
 	}
 	if w.current().Manifest.ID != first {
 		t.Fatal("renew re-issued a valid certificate")
+	}
+	// With --json, stdout holds nothing but the JSON (notes go to stderr).
+	code, stdout, stderr := w.certpush("renew", "--json")
+	var out pushOutput
+	if err := json.Unmarshal([]byte(stdout), &out); code != 0 || err != nil || !strings.Contains(stderr, "not due") {
+		t.Errorf("renew --json: %d, %v, stderr %q", code, err, stderr)
 	}
 	// With renew_before above its lifetime, it is due.
 	cert := map[string]any{"renew_before": "2h"}

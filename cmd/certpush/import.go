@@ -26,6 +26,7 @@ func cmdImport(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	e.quietly(pf)
 	if len(names) != 1 || *certFile == "" || *keyFile == "" {
 		fs.Usage()
 		return usagef("import takes one NAME, --cert and --key")
@@ -106,9 +107,9 @@ func (e *env) addBundle(cfg *inventory.Config, cert *inventory.Cert, certPEM, ch
 	m := b.Manifest
 	if created {
 		e.log.Info("bundle created", "cert", cert.Name, "bundle", m.ID, "fingerprint", m.Fingerprint, "not_after", m.NotAfter, "source", source)
-		fmt.Fprintf(e.stdout, "%s: new bundle %s (%s, expires %s)\n", cert.Name, m.ID, strings.Join(m.Domains, ", "), m.NotAfter.Format(time.DateOnly))
+		e.note("%s: new bundle %s (%s, expires %s)", cert.Name, m.ID, strings.Join(m.Domains, ", "), m.NotAfter.Format(time.DateOnly))
 	} else {
-		fmt.Fprintf(e.stdout, "%s: unchanged: bundle %s already holds this certificate\n", cert.Name, m.ID)
+		e.note("%s: unchanged: bundle %s already holds this certificate", cert.Name, m.ID)
 	}
 	return b, nil
 }
@@ -123,6 +124,7 @@ func cmdHook(ctx context.Context, e *env, args []string) error {
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
+	e.quietly(pf)
 	lineage := e.getenv("RENEWED_LINEAGE")
 	if lineage == "" {
 		return usageError{errNoLineage}

@@ -49,6 +49,8 @@ func main() {
 type env struct {
 	stdout, stderr io.Writer
 	log            *slog.Logger
+	level          *slog.LevelVar // raised by --quiet
+	notes          io.Writer      // progress notes: stdout, stderr with --json, nowhere with --quiet
 	configPath     string
 	getenv         func(string) string
 	progressShown  bool
@@ -83,15 +85,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stderr, usage)
 		return 2
 	}
-	level := slog.LevelInfo
+	level := new(slog.LevelVar)
 	if *verbose {
-		level = slog.LevelDebug
+		level.Set(slog.LevelDebug)
 	}
 	var h slog.Handler = slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})
 	if *logJSON {
 		h = slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level})
 	}
-	e := &env{stdout: stdout, stderr: stderr, log: slog.New(h), configPath: *configPath, getenv: os.Getenv}
+	e := &env{stdout: stdout, stderr: stderr, log: slog.New(h), level: level, notes: stdout, configPath: *configPath, getenv: os.Getenv}
 	if e.configPath == "" {
 		e.configPath = os.Getenv("CERTPUSH_CONFIG")
 	}
@@ -132,6 +134,25 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	return 1
+}
+
+// note prints a line about what a command did, e.g. "new bundle".
+func (e *env) note(format string, args ...any) {
+	fmt.Fprintf(e.notes, format+"\n", args...)
+}
+
+// quietly applies --json and --quiet: notes move to stderr (stdout is
+// for the JSON) or are dropped, and only warnings and errors are logged.
+func (e *env) quietly(pf pushFlags) {
+	if pf.json {
+		e.notes = e.stderr
+	}
+	if pf.quiet {
+		e.notes = io.Discard
+		if e.level.Level() < slog.LevelWarn {
+			e.level.Set(slog.LevelWarn)
+		}
+	}
 }
 
 // loadConfig reads the config; any problem with it is a usage error.

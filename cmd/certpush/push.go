@@ -110,6 +110,7 @@ func (e *env) store(cfg *inventory.Config) *bundle.Store {
 // first, and the rest only when every canary succeeded.
 func (e *env) pushCert(ctx context.Context, cfg *inventory.Config, name string, pf pushFlags) (certReport, error) {
 	rep := certReport{Cert: name}
+	e.quietly(pf)
 	cert, err := cfg.Cert(name)
 	if err != nil {
 		return rep, usageError{err}
