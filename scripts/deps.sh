@@ -5,7 +5,7 @@
 # Does nothing when everything is already there.
 set -euo pipefail
 
-packages=(openssh-server openssh-client nginx-light pebble certbot curl sudo)
+packages=(openssh-server openssh-client nginx-light pebble certbot sudo)
 need=()
 command -v /usr/sbin/sshd >/dev/null || need+=(openssh-server)
 [ -x /usr/lib/openssh/sftp-server ] || need+=(openssh-server)
@@ -14,7 +14,6 @@ command -v /usr/sbin/nginx >/dev/null || need+=(nginx-light)
 command -v pebble >/dev/null || need+=(pebble)
 command -v pebble-challtestsrv >/dev/null || need+=(pebble)
 command -v certbot >/dev/null || need+=(certbot)
-command -v curl >/dev/null || need+=(curl)
 command -v sudo >/dev/null || need+=(sudo)
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
