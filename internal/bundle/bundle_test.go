@@ -3,6 +3,8 @@ package bundle_test
 import (
 	"crypto/ed25519"
 	"errors"
+	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -329,5 +331,25 @@ func TestSignerReload(t *testing.T) {
 	os.Chmod(filepath.Join(dir, bundle.SigningKeyFile), 0o644)
 	if _, err := bundle.LoadOrCreateSigner(dir); err == nil || !strings.Contains(err.Error(), "chmod 600") {
 		t.Fatalf("loading a group-readable key = %v, want a refusal", err)
+	}
+}
+
+func TestMaterialNeverPrintsItsKey(t *testing.T) {
+	ca := newCA(t)
+	is := issue(t, ca, devca.Leaf{Domains: []string{"example.com"}})
+	m, err := bundle.ParseMaterial(is.Cert, is.Chain, is.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logged strings.Builder
+	slog.New(slog.NewTextHandler(&logged, nil)).Info("material", "m", m)
+	body := strings.Split(strings.TrimSpace(string(m.KeyPEM)), "\n")[1]
+	for _, out := range []string{fmt.Sprint(m), fmt.Sprintf("%v %+v %#v %s", m, m, m, m), logged.String()} {
+		if strings.Contains(out, body) || strings.Contains(out, "PRIVATE KEY") {
+			t.Errorf("key material printed: %s", out)
+		}
+	}
+	if !strings.Contains(logged.String(), m.Fingerprint()) {
+		t.Errorf("log line lacks the fingerprint: %s", logged.String())
 	}
 }

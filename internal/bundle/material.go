@@ -12,6 +12,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"time"
 )
@@ -267,4 +268,22 @@ func Covers(sans []string, name string) bool {
 
 func normalize(s string) string {
 	return strings.ToLower(strings.TrimSuffix(s, "."))
+}
+
+// String describes the material without its key, so that printing it by
+// mistake can never leak the private key.
+func (m *Material) String() string {
+	return fmt.Sprintf("certificate %s for %s (key %s)", m.Fingerprint()[:16], strings.Join(Domains(m.Leaf), ", "), KeyType(m.Leaf.PublicKey))
+}
+
+// GoString is String, for %#v.
+func (m *Material) GoString() string { return m.String() }
+
+// LogValue is what log/slog records for the material: never the key.
+func (m *Material) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.String("fingerprint", m.Fingerprint()),
+		slog.Any("domains", Domains(m.Leaf)),
+		slog.Time("not_after", m.Leaf.NotAfter),
+	)
 }
