@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs the Debian packages that certpush's tests and demo start for
 # real: OpenSSH sshd, nginx, pebble (ACME test server) and certbot; sudo
-# for the least-privilege tests (test/faults).
+# for the least-privilege tests, ip and nft for the network-namespace
+# tests (test/faults).
 # Does nothing when everything is already there.
 set -euo pipefail
 
-packages=(openssh-server openssh-client nginx-light pebble certbot sudo)
+packages=(openssh-server openssh-client nginx-light pebble certbot sudo nftables iproute2)
 need=()
 command -v /usr/sbin/sshd >/dev/null || need+=(openssh-server)
 [ -x /usr/lib/openssh/sftp-server ] || need+=(openssh-server)
@@ -15,6 +16,8 @@ command -v pebble >/dev/null || need+=(pebble)
 command -v pebble-challtestsrv >/dev/null || need+=(pebble)
 command -v certbot >/dev/null || need+=(certbot)
 command -v sudo >/dev/null || need+=(sudo)
+command -v nft >/dev/null || [ -x /usr/sbin/nft ] || need+=(nftables)
+command -v ip >/dev/null || [ -x /usr/sbin/ip ] || [ -x /sbin/ip ] || need+=(iproute2)
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi

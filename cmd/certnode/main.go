@@ -48,6 +48,9 @@ var version = "dev"
 var idRE = regexp.MustCompile(`^[0-9a-f]{16}$`)
 
 func main() {
+	// A dropped SSH session (or a closed terminal) must not cut an install
+	// short: it finishes or rolls back under its own timeouts.
+	signal.Ignore(syscall.SIGHUP)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
