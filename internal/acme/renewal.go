@@ -88,14 +88,14 @@ func Due(cert *x509.Certificate, renewBefore time.Duration, ari *RenewalWindow, 
 	if ari != nil && ari.Start.Before(d.RenewAt) {
 		d.RenewAt = ari.Start
 	}
-	left := d.Remaining.Round(time.Second)
+	left := human(d.Remaining)
 	switch {
 	case !now.Before(cert.NotAfter):
 		d.Due = true
 		d.Reason = fmt.Sprintf("expired at %s", cert.NotAfter.UTC().Format(time.RFC3339))
 	case d.Remaining < threshold:
 		d.Due = true
-		d.Reason = fmt.Sprintf("expires in %s; below the renewal threshold of %s", left, threshold)
+		d.Reason = fmt.Sprintf("expires in %s; below the renewal threshold of %s", left, human(threshold))
 	case ari != nil && !now.Before(ari.End):
 		d.Due = true
 		d.Reason = fmt.Sprintf("past the CA's renewal window (ended %s)", ari.End.UTC().Format(time.RFC3339))
@@ -109,4 +109,16 @@ func Due(cert *x509.Certificate, renewBefore time.Duration, ari *RenewalWindow, 
 		d.Reason += " (CA explanation: " + ari.ExplanationURL + ")"
 	}
 	return d
+}
+
+// human renders a duration for people: whole days from two days up,
+// minutes below that, seconds under a minute.
+func human(d time.Duration) string {
+	switch {
+	case d >= 48*time.Hour:
+		return fmt.Sprintf("%d days", int(d.Hours()/24))
+	case d >= time.Minute:
+		return d.Round(time.Minute).String()
+	}
+	return d.Round(time.Second).String()
 }

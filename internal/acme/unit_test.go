@@ -34,7 +34,7 @@ func TestDue(t *testing.T) {
 		{desc: "inside explicit threshold", cert: cert(61 * day), renewBefore: 30 * day, due: true, reason: "below the renewal threshold"},
 		{desc: "exactly at threshold is not below it", cert: cert(60 * day), renewBefore: 30 * day, due: false},
 		{desc: "default threshold one third, before", cert: cert(59 * day), due: false, renewAt: now.Add(day)},
-		{desc: "default threshold one third, after", cert: cert(61 * day), due: true, reason: "below the renewal threshold of 720h"},
+		{desc: "default threshold one third, after", cert: cert(61 * day), due: true, reason: "below the renewal threshold of 30 days"},
 		{desc: "expired", cert: cert(91 * day), renewBefore: day, due: true, reason: "expired"},
 		{desc: "ARI window in the past", cert: cert(10 * day), renewBefore: 30 * day, ari: window(-2*day, -day), due: true, reason: "past the CA's renewal window"},
 		{desc: "inside ARI window", cert: cert(10 * day), renewBefore: 30 * day, ari: window(-time.Hour, day), due: true, reason: "inside the CA's renewal window"},
