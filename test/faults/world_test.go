@@ -31,25 +31,14 @@ import (
 var certnodeBin, certpushBin string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "certpush-faults-bin-")
+	bins, err := testfleet.BuildBinaries()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	os.Chmod(dir, 0o755)
-	certnodeBin = filepath.Join(dir, "certnode")
-	certpushBin = filepath.Join(dir, "certpush")
-	for bin, pkg := range map[string]string{certnodeBin: "./cmd/certnode", certpushBin: "./cmd/certpush"} {
-		cmd := exec.Command("go", "build", "-o", bin, pkg)
-		cmd.Dir = "../.."
-		if out, err := cmd.CombinedOutput(); err != nil {
-			fmt.Fprintf(os.Stderr, "build %s: %v\n%s", pkg, err, out)
-			os.RemoveAll(dir)
-			os.Exit(1)
-		}
-	}
+	certnodeBin, certpushBin = bins.Certnode, bins.Certpush
 	code := m.Run()
-	os.RemoveAll(dir)
+	bins.Remove()
 	os.Exit(code)
 }
 
