@@ -101,12 +101,7 @@ func (b *Bundle) Verify(trusted []ed25519.PublicKey, now time.Time) (*Material, 
 
 // NewManifest describes material as a bundle named name.
 func NewManifest(name string, mat *Material, source string, now time.Time) *Manifest {
-	files := map[string][]byte{
-		CertFile:      mat.CertPEM,
-		ChainFile:     mat.ChainPEM,
-		FullchainFile: mat.Fullchain(),
-		KeyFile:       mat.KeyPEM,
-	}
+	files := Contents(mat)
 	m := &Manifest{
 		Version:     FormatVersion,
 		Name:        name,

@@ -459,10 +459,11 @@ func (p *Pusher) install(client *ssh.Client, h inventory.Host, m *bundle.Manifes
 	var stdout, stderr bytes.Buffer
 	sess.Stdout = &stdout
 	sess.Stderr = &tail{max: 2048, buf: &stderr}
-	cmd := fmt.Sprintf("%s install --json --id %s %s", h.Command, m.ID, m.Name)
+	force := ""
 	if p.opts.Force {
-		cmd = fmt.Sprintf("%s install --json --force --id %s %s", h.Command, m.ID, m.Name)
+		force = " --force"
 	}
+	cmd := fmt.Sprintf("%s install --json%s --id %s %s", h.Command, force, m.ID, m.Name)
 	runErr := sess.Run(cmd)
 	var out struct {
 		Results []NodeResult `json:"results"`

@@ -311,9 +311,9 @@ func (w *world) certnodeCmd(ctx context.Context, asRoot bool, args ...string) *e
 	return cmd
 }
 
-// importNew issues a certificate (valid from nb, zero for now) and
-// imports it as the current bundle; it returns its fingerprint.
-func (w *world) importNew(l devca.Leaf) string {
+// leaf issues a certificate (for the test domains unless l names others)
+// and records its key, which no log may ever contain.
+func (w *world) leaf(l devca.Leaf) *devca.Issued {
 	w.t.Helper()
 	if l.Domains == nil {
 		l.Domains = domains
@@ -325,6 +325,14 @@ func (w *world) importNew(l devca.Leaf) string {
 	w.mu.Lock()
 	w.keys = append(w.keys, is.Key)
 	w.mu.Unlock()
+	return is
+}
+
+// importNew issues a certificate (valid from nb, zero for now) and
+// imports it as the current bundle; it returns its fingerprint.
+func (w *world) importNew(l devca.Leaf) string {
+	w.t.Helper()
+	is := w.leaf(l)
 	dir := w.t.TempDir()
 	paths := map[string][]byte{"cert.pem": is.Cert, "chain.pem": is.Chain, "key.pem": is.Key}
 	for n, data := range paths {
@@ -345,16 +353,7 @@ func (w *world) importNew(l devca.Leaf) string {
 // the test domains without importing it.
 func (w *world) issue(l devca.Leaf, signer *bundle.Signer) (*bundle.Material, *bundle.Manifest) {
 	w.t.Helper()
-	if l.Domains == nil {
-		l.Domains = domains
-	}
-	is, err := w.ca.Issue(l)
-	if err != nil {
-		w.t.Fatal(err)
-	}
-	w.mu.Lock()
-	w.keys = append(w.keys, is.Key)
-	w.mu.Unlock()
+	is := w.leaf(l)
 	mat, err := bundle.ParseMaterial(is.Cert, is.Chain, is.Key)
 	if err != nil {
 		w.t.Fatal(err)
