@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/certpush/certpush/internal/atomicfile"
 	"github.com/certpush/certpush/internal/bundle"
 	"github.com/certpush/certpush/internal/metrics"
 	"github.com/certpush/certpush/internal/push"
@@ -62,7 +63,7 @@ func (st fleetState) record(stateDir string, rep certReport, now time.Time) erro
 	if err != nil {
 		return err
 	}
-	return bundle.WriteFileAtomic(filepath.Join(stateDir, "hosts.json"), data, 0o600)
+	return atomicfile.WriteFile(filepath.Join(stateDir, "hosts.json"), data, 0o600)
 }
 
 // pushMetrics describes the fleet after a push.

@@ -19,6 +19,7 @@ import (
 
 	"github.com/go-acme/lego/v4/registration"
 
+	"github.com/certpush/certpush/internal/atomicfile"
 	"github.com/certpush/certpush/internal/bundle"
 )
 
@@ -139,7 +140,7 @@ func (c *Client) loadOrRegister(ctx context.Context) (*account, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := bundle.WriteFileAtomic(filepath.Join(dir, accountJSONFile), append(out, '\n'), 0o600); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(dir, accountJSONFile), append(out, '\n'), 0o600); err != nil {
 		return nil, fmt.Errorf("write account: %w", err)
 	}
 	a.reg = reg
@@ -162,7 +163,7 @@ func loadOrCreateKey(path string) (crypto.Signer, error) {
 			return nil, err
 		}
 		data = pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
-		if err := writeNew(path, data); err == nil {
+		if err := atomicfile.CreateNew(path, data, 0o600); err == nil {
 			return k, nil
 		} else if !errors.Is(err, fs.ErrExist) {
 			return nil, fmt.Errorf("write account key: %w", err)
@@ -172,53 +173,9 @@ func loadOrCreateKey(path string) (crypto.Signer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read account key: %w", err)
 	}
-	block, _ := pem.Decode(data)
-	if block == nil {
-		return nil, fmt.Errorf("read account key %s: no PEM block", path)
-	}
-	var k any
-	switch block.Type {
-	case "PRIVATE KEY":
-		k, err = x509.ParsePKCS8PrivateKey(block.Bytes)
-	case "EC PRIVATE KEY":
-		k, err = x509.ParseECPrivateKey(block.Bytes)
-	case "RSA PRIVATE KEY":
-		k, err = x509.ParsePKCS1PrivateKey(block.Bytes)
-	default:
-		return nil, fmt.Errorf("read account key %s: unexpected PEM block %q", path, block.Type)
-	}
+	k, err := bundle.ParsePrivateKey(data)
 	if err != nil {
 		return nil, fmt.Errorf("read account key %s: %w", path, err)
 	}
-	s, ok := k.(crypto.Signer)
-	if !ok {
-		return nil, fmt.Errorf("read account key %s: not a signing key", path)
-	}
-	return s, nil
-}
-
-// writeNew writes data to a temporary file (0600 from creation) and links
-// it to path, so path appears complete or not at all; an existing path is
-// left alone and reported as fs.ErrExist.
-func writeNew(path string, data []byte) (err error) {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp)
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return err
-	}
-	if err := os.Link(tmp, path); err != nil {
-		return err
-	}
-	return bundle.SyncDir(filepath.Dir(path))
+	return k, nil
 }

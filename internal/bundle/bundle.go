@@ -13,6 +13,8 @@ import (
 	"path/filepath"
 	"syscall"
 	"time"
+
+	"github.com/certpush/certpush/internal/atomicfile"
 )
 
 // Bundle is a bundle directory and its manifest.
@@ -167,11 +169,11 @@ func Write(dir string, mat *Material, m *Manifest) (err error) {
 		if name == KeyFile {
 			mode = 0o600
 		}
-		if err = writeNew(filepath.Join(tmp, name), contents[name], mode); err != nil {
+		if err = writeExclusive(filepath.Join(tmp, name), contents[name], mode); err != nil {
 			return err
 		}
 	}
-	if err = SyncDir(tmp); err != nil {
+	if err = atomicfile.SyncDir(tmp); err != nil {
 		return err
 	}
 	if err = os.Chmod(tmp, 0o755); err != nil {
@@ -180,12 +182,12 @@ func Write(dir string, mat *Material, m *Manifest) (err error) {
 	if err = os.Rename(tmp, dir); err != nil {
 		return err
 	}
-	return SyncDir(parent)
+	return atomicfile.SyncDir(parent)
 }
 
-// writeNew creates path exclusively with mode (set by open(2), before any
+// writeExclusive creates path exclusively with mode (set by open(2), before any
 // byte is written; the umask can only narrow it) and writes data, synced.
-func writeNew(path string, data []byte, mode os.FileMode) error {
+func writeExclusive(path string, data []byte, mode os.FileMode) error {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
 	if err != nil {
 		return err
@@ -308,15 +310,5 @@ func (s *Store) Add(name string, mat *Material, opts AddOptions) (b *Bundle, cre
 }
 
 func (s *Store) setCurrent(name, id string) error {
-	dir := filepath.Join(s.Dir, name)
-	tmp := filepath.Join(dir, ".current.tmp")
-	os.Remove(tmp)
-	if err := os.Symlink(id, tmp); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, filepath.Join(dir, "current")); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return SyncDir(dir)
+	return atomicfile.ReplaceSymlink(id, filepath.Join(s.Dir, name, "current"))
 }

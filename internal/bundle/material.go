@@ -53,7 +53,7 @@ func ParseMaterial(cert, chain, key []byte) (*Material, error) {
 		return nil, err
 	}
 	certs = append(certs, more...)
-	k, err := parseKey(key)
+	k, err := ParsePrivateKey(key)
 	if err != nil {
 		return nil, err
 	}
@@ -92,7 +92,9 @@ func parseCerts(what string, data []byte) ([]*x509.Certificate, error) {
 	return out, nil
 }
 
-func parseKey(data []byte) (crypto.Signer, error) {
+// ParsePrivateKey parses exactly one PEM private key block: PKCS #8,
+// SEC 1 (EC) or PKCS #1 (RSA). The errors start with "private key:".
+func ParsePrivateKey(data []byte) (crypto.Signer, error) {
 	block, rest := pem.Decode(data)
 	if block == nil {
 		return nil, errors.New("private key: no PEM block found")

@@ -12,6 +12,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/certpush/certpush/internal/atomicfile"
 )
 
 // Signer signs manifests with an Ed25519 key.
@@ -90,10 +92,10 @@ func createSigner(dir, path string) (*Signer, error) {
 	}
 	s := &Signer{key: key}
 	pemData := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
-	if err := WriteFileAtomic(path, pemData, 0o600); err != nil {
+	if err := atomicfile.WriteFile(path, pemData, 0o600); err != nil {
 		return nil, fmt.Errorf("write signing key: %w", err)
 	}
-	if err := WriteFileAtomic(filepath.Join(dir, "signing.pub"), []byte(s.PublicKey()+"\n"), 0o644); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(dir, "signing.pub"), []byte(s.PublicKey()+"\n"), 0o644); err != nil {
 		return nil, fmt.Errorf("write signing public key: %w", err)
 	}
 	return s, nil

@@ -2,8 +2,6 @@ package install
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -17,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/certpush/certpush/internal/atomicfile"
 	"github.com/certpush/certpush/internal/bundle"
 )
 
@@ -285,11 +284,11 @@ func (in *Installer) stage(inc *os.Root, name, id string, c *Cert, own ids) (dir
 		if f == bundle.KeyFile {
 			mode = c.KeyMode
 		}
-		if err := writeNew(filepath.Join(tmp, f), data, mode, own); err != nil {
+		if err := writeOwned(filepath.Join(tmp, f), data, mode, own); err != nil {
 			return "", fmt.Errorf("write %s: %w", f, err)
 		}
 	}
-	if err := bundle.SyncDir(tmp); err != nil {
+	if err := atomicfile.SyncDir(tmp); err != nil {
 		return "", err
 	}
 	if err := os.Chmod(tmp, 0o755); err != nil {
@@ -298,10 +297,10 @@ func (in *Installer) stage(inc *os.Root, name, id string, c *Cert, own ids) (dir
 	return tmp, nil
 }
 
-// writeNew creates path exclusively with mode, sets the owner and the
+// writeOwned creates path exclusively with mode, sets the owner and the
 // exact mode (the umask cannot narrow it) before any byte is written,
 // writes and syncs.
-func writeNew(path string, data []byte, mode os.FileMode, own ids) error {
+func writeOwned(path string, data []byte, mode os.FileMode, own ids) error {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, mode)
 	if err != nil {
 		return err
@@ -349,7 +348,7 @@ func (in *Installer) place(tmp, name, id string, cur *installed) (created bool, 
 	if err := os.Rename(tmp, final); err != nil {
 		return false, fmt.Errorf("move version into place: %w", err)
 	}
-	return true, bundle.SyncDir(parent)
+	return true, atomicfile.SyncDir(parent)
 }
 
 // checkVersion verifies an existing version directory's files against its
@@ -369,24 +368,14 @@ func (in *Installer) checkVersion(dir, id string) error {
 
 // swap points live/<name> at target with one rename(2).
 func (in *Installer) swap(name, target string) error {
-	live := in.liveDir()
-	tmp := filepath.Join(live, "."+name+".tmp")
-	os.Remove(tmp)
-	if err := os.Symlink(target, tmp); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, filepath.Join(live, name)); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return bundle.SyncDir(live)
+	return atomicfile.ReplaceSymlink(target, filepath.Join(in.liveDir(), name))
 }
 
 func (in *Installer) unlink(name string) error {
 	if err := os.Remove(filepath.Join(in.liveDir(), name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
-	return bundle.SyncDir(in.liveDir())
+	return atomicfile.SyncDir(in.liveDir())
 }
 
 // prune keeps the Keep newest versions of name (by not_before), the
@@ -463,37 +452,7 @@ func (in *Installer) publishStatus(inc *os.Root, name string) error {
 		}
 		return nil
 	}
-	var rnd [8]byte
-	rand.Read(rnd[:])
-	tmp := StatusDir + "/." + name + ".json.tmp-" + hex.EncodeToString(rnd[:])
-	f, err := inc.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-	if err != nil {
-		return err
-	}
-	err = func() error {
-		if err := f.Chmod(0o644); err != nil {
-			return err
-		}
-		if _, err := f.Write(cur.Raw); err != nil {
-			return err
-		}
-		return f.Sync()
-	}()
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = inc.Rename(tmp, path)
-	}
-	if err != nil {
-		inc.Remove(tmp)
-		return err
-	}
-	if d, err := inc.Open(StatusDir); err == nil {
-		d.Sync()
-		d.Close()
-	}
-	return nil
+	return atomicfile.RootWriteFile(inc, path, cur.Raw, 0o644)
 }
 
 // lock takes the node's lock, waiting for another certnode as long as ctx

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/certpush/certpush/internal/bundle"
+	"github.com/certpush/certpush/internal/atomicfile"
 )
 
 // An install in progress is recorded in live/.<name>.pending before the
@@ -53,7 +53,7 @@ func (in *Installer) writePending(name string, prev *installed, id string) error
 	if err != nil {
 		return err
 	}
-	if err := bundle.WriteFileAtomic(in.pendingPath(name), append(data, '\n'), 0o644); err != nil {
+	if err := atomicfile.WriteFile(in.pendingPath(name), append(data, '\n'), 0o644); err != nil {
 		return fmt.Errorf("record install in progress: %w", err)
 	}
 	return nil
@@ -64,7 +64,7 @@ func (in *Installer) clearPending(name string) error {
 	if err := os.Remove(in.pendingPath(name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("remove install record: %w", err)
 	}
-	return bundle.SyncDir(in.liveDir())
+	return atomicfile.SyncDir(in.liveDir())
 }
 
 // readPending returns the record of name's interrupted install, nil when

@@ -9,7 +9,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/certpush/certpush/internal/bundle"
+	"github.com/certpush/certpush/internal/atomicfile"
 )
 
 // Labels of a sample.
@@ -86,7 +86,7 @@ func (s *Set) Text() string {
 
 // WriteFile replaces path atomically with the set's text (mode 0644).
 func (s *Set) WriteFile(path string) error {
-	if err := bundle.WriteFileAtomic(path, []byte(s.Text()), 0o644); err != nil {
+	if err := atomicfile.WriteFile(path, []byte(s.Text()), 0o644); err != nil {
 		return fmt.Errorf("write metrics: %w", err)
 	}
 	return nil

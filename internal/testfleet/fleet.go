@@ -34,6 +34,7 @@ import (
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
 
+	"github.com/certpush/certpush/internal/atomicfile"
 	"github.com/certpush/certpush/internal/bundle"
 )
 
@@ -225,7 +226,7 @@ func (f *Fleet) prepareClient(opts Options) error {
 	if err != nil {
 		return fmt.Errorf("client key: %w", err)
 	}
-	if err := bundle.WriteFileAtomic(f.Identity+".pub", ssh.MarshalAuthorizedKey(pub), 0o644); err != nil {
+	if err := atomicfile.WriteFile(f.Identity+".pub", ssh.MarshalAuthorizedKey(pub), 0o644); err != nil {
 		return fmt.Errorf("client key: %w", err)
 	}
 	data, err := os.ReadFile(f.Identity)
@@ -255,7 +256,7 @@ func (f *Fleet) writeKnownHosts() error {
 		line := knownhosts.Line([]string{knownhosts.Normalize(h.SSHAddr())}, h.HostKey)
 		data = append(data, line+"\n"...)
 	}
-	return bundle.WriteFileAtomic(f.KnownHosts, data, 0o644)
+	return atomicfile.WriteFile(f.KnownHosts, data, 0o644)
 }
 
 // ClientConfig returns an SSH client configuration for the fleet user with

@@ -16,6 +16,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/certpush/certpush/internal/atomicfile"
 	"github.com/certpush/certpush/internal/bundle"
 )
 
@@ -30,7 +31,7 @@ func writeSSHKey(path, comment string) (ssh.PublicKey, error) {
 	if err != nil {
 		return nil, fmt.Errorf("marshal key: %w", err)
 	}
-	if err := bundle.WriteFileAtomic(path, pem.EncodeToMemory(block), 0o600); err != nil {
+	if err := atomicfile.WriteFile(path, pem.EncodeToMemory(block), 0o600); err != nil {
 		return nil, fmt.Errorf("write key: %w", err)
 	}
 	sshPub, err := ssh.NewPublicKey(pub)
