@@ -242,3 +242,62 @@ func TestHostKeyAlgorithms(t *testing.T) {
 		t.Errorf("algorithms for an RSA key: %v", got)
 	}
 }
+
+// What a host's status file says decides the plan; a dry run changes
+// nothing; a status file with a malformed id is refused.
+func TestPlan(t *testing.T) {
+	b := newBundle(t)
+	manifest, err := b.ReadFile("manifest.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := strings.Replace(string(manifest), b.Manifest.ID, "../../etc/passwd", 1)
+	if bad == string(manifest) {
+		t.Fatal("no id in the manifest")
+	}
+	testCases := []struct {
+		desc       string
+		status     string // the host's status file; "" for none
+		dryRun     bool
+		want       string
+		wantDetail string
+	}{
+		{desc: "dry run, nothing installed", dryRun: true, want: Planned, wantDetail: "none -> " + b.Manifest.ID},
+		{desc: "dry run, has it", status: string(manifest), dryRun: true, want: Unchanged},
+		{desc: "bad id in status file", status: bad, want: Failed, wantDetail: ""},
+	}
+	for _, tc := range testCases {
+		t.Run(tc.desc, func(t *testing.T) {
+			f := newFixture(t, 1)
+			h := f.hosts[0]
+			if tc.status != "" {
+				status := filepath.Join(h.incoming, wire.StatusFile(certName))
+				if err := os.MkdirAll(filepath.Dir(status), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(status, []byte(tc.status), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			opts := f.options(t)
+			opts.DryRun = tc.dryRun
+			p, err := New(b, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := p.Run(t.Context(), f.inventory())[0]
+			if r.Result != tc.want || r.Detail != tc.wantDetail {
+				t.Fatalf("result %q detail %q (%v), want %q %q", r.Result, r.Detail, r.Err, tc.want, tc.wantDetail)
+			}
+			if r.Result == Failed && !strings.Contains(r.ErrorText, "installed manifest") {
+				t.Errorf("error %q does not name the installed manifest", r.ErrorText)
+			}
+			if r.OK() != (tc.want != Failed) {
+				t.Errorf("OK() = %v for %s", r.OK(), r.Result)
+			}
+			if _, err := os.Stat(filepath.Join(h.incoming, certName)); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("the host got an upload: %v", err)
+			}
+		})
+	}
+}
