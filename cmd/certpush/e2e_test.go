@@ -294,7 +294,7 @@ func TestRotateAndDryRun(t *testing.T) {
 		t.Fatalf("dry run exited %d", code)
 	}
 	for _, h := range w.fleet.Hosts {
-		if results[h.Name] != "would push" {
+		if results[h.Name] != "would_push" {
 			t.Errorf("dry run: %s: %q", h.Name, results[h.Name])
 		}
 	}

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"log/slog"
 	"time"
+
+	"github.com/certpush/certpush/internal/acme/http01"
 )
 
 // Publisher puts HTTP-01 token files where the CA will fetch them: the
@@ -29,7 +31,7 @@ import (
 //     make them.
 //   - Both honour ctx: when it ends they stop and return its error.
 //   - token is base64url (RFC 8555 section 8.3: [A-Za-z0-9_-]) and is
-//     checked by the caller; it never holds '/' or '..'.
+//     checked by the caller (http01.ValidToken); it never holds '/' or '..'.
 type Publisher interface {
 	Publish(ctx context.Context, token string, keyAuth []byte) error
 	Unpublish(ctx context.Context, token string) error
@@ -37,9 +39,7 @@ type Publisher interface {
 
 // ChallengePath is the URL path, and the path under a webroot, at which the
 // CA fetches token.
-func ChallengePath(token string) string {
-	return "/.well-known/acme-challenge/" + token
-}
+func ChallengePath(token string) string { return http01.ChallengePath(token) }
 
 // publisherProvider is lego's challenge.Provider over a Publisher.
 type publisherProvider struct {
@@ -49,7 +49,7 @@ type publisherProvider struct {
 }
 
 func (p *publisherProvider) Present(domain, token, keyAuth string) error {
-	if !validToken(token) {
+	if !http01.ValidToken(token) {
 		return errBadToken
 	}
 	p.log.Info("acme http-01: publishing token", "domain", domain, "path", ChallengePath(token))
@@ -65,7 +65,7 @@ func (p *publisherProvider) Present(domain, token, keyAuth string) error {
 }
 
 func (p *publisherProvider) CleanUp(domain, token, _ string) error {
-	if !validToken(token) {
+	if !http01.ValidToken(token) {
 		return errBadToken
 	}
 	p.log.Info("acme http-01: removing token", "domain", domain, "path", ChallengePath(token))
@@ -84,18 +84,3 @@ func (p *publisherProvider) unpublish(token string) error {
 }
 
 var errBadToken = errors.New("acme http-01: token is not base64url")
-
-// validToken reports whether token is non-empty base64url.
-func validToken(token string) bool {
-	if token == "" {
-		return false
-	}
-	for _, r := range token {
-		switch {
-		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '-', r == '_':
-		default:
-			return false
-		}
-	}
-	return true
-}

@@ -7,6 +7,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/pkg/sftp"
 	"golang.org/x/crypto/ssh"
 
 	"github.com/certpush/certpush/internal/inventory"
@@ -66,4 +67,46 @@ func (d *Dialer) Dial(ctx context.Context, h inventory.Host) (*ssh.Client, error
 	}
 	conn.SetDeadline(time.Time{})
 	return ssh.NewClient(c, chans, reqs), nil
+}
+
+// conn is one SSH connection to a host with an SFTP client on it.
+type conn struct {
+	ssh  *ssh.Client
+	sftp *sftp.Client
+	stop func() bool // releases the context watch
+}
+
+// dialSFTP connects to h (see Dial) and starts SFTP on the connection.
+// Until Close, the end of ctx closes the connection: that is how a
+// deadline interrupts SFTP and session calls, which take no context, and
+// their errors then wrap ctx's.
+func (d *Dialer) dialSFTP(ctx context.Context, h inventory.Host) (*conn, error) {
+	client, err := d.Dial(ctx, h)
+	if err != nil {
+		return nil, err
+	}
+	stop := context.AfterFunc(ctx, func() { client.Close() })
+	sc, err := sftp.NewClient(client, sftp.UseConcurrentWrites(true))
+	if err != nil {
+		stop()
+		client.Close()
+		return nil, ctxErr(ctx, fmt.Errorf("start sftp: %w", err))
+	}
+	return &conn{ssh: client, sftp: sc, stop: stop}, nil
+}
+
+// Close ends SFTP and the connection.
+func (c *conn) Close() error {
+	c.stop()
+	c.sftp.Close()
+	return c.ssh.Close()
+}
+
+// ctxErr prefers the context's error when a call failed because the
+// connection was closed at the deadline.
+func ctxErr(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return fmt.Errorf("%w: %v", ctx.Err(), err)
+	}
+	return err
 }

@@ -27,14 +27,15 @@ import (
 	"github.com/certpush/certpush/internal/bundle"
 	"github.com/certpush/certpush/internal/inventory"
 	"github.com/certpush/certpush/internal/verify"
+	"github.com/certpush/certpush/internal/wire"
 )
 
 // Outcomes of a host.
 const (
-	Installed = "installed" // uploaded, installed by certnode, verified
-	Uploaded  = "uploaded"  // uploaded; the node's timer installs it (install: cron)
-	Unchanged = "unchanged" // the host already has the bundle
-	Planned   = "would push"
+	Installed = "installed"  // uploaded, installed by certnode, verified
+	Uploaded  = "uploaded"   // uploaded; the node's timer installs it (install: cron)
+	Unchanged = "unchanged"  // the host already has the bundle
+	Planned   = "would_push" // dry run: the host would get the bundle
 	Failed    = "failed"
 	Skipped   = "skipped" // not started (rollout stopped)
 )
@@ -48,9 +49,8 @@ type Options struct {
 	ConnectTimeout time.Duration
 	Install        bool   // run certnode install on the host after the upload
 	SNI            string // server name for TLS verification
-	VerifyTimeout  time.Duration
-	Force          bool // push and install even where the host has the bundle
-	DryRun         bool // read what hosts have, change nothing
+	Force          bool   // push and install even where the host has the bundle
+	DryRun         bool   // read what hosts have, change nothing
 	Logger         *slog.Logger
 	// MaxFailures, when above zero, stops starting new hosts once more
 	// than that many hosts have failed.
@@ -199,21 +199,12 @@ func (p *Pusher) host(ctx context.Context, h inventory.Host) Result {
 }
 
 func (p *Pusher) deliver(ctx context.Context, h inventory.Host, r *Result) error {
-	client, err := p.dialer.Dial(ctx, h)
+	c, err := p.dialer.dialSFTP(ctx, h)
 	if err != nil {
 		return err
 	}
-	defer client.Close()
-	// Closing the connection is how a deadline interrupts SFTP and
-	// session calls, which take no context.
-	stop := context.AfterFunc(ctx, func() { client.Close() })
-	defer stop()
-
-	sc, err := sftp.NewClient(client, sftp.UseConcurrentWrites(true))
-	if err != nil {
-		return ctxErr(ctx, fmt.Errorf("start sftp: %w", err))
-	}
-	defer sc.Close()
+	defer c.Close()
+	sc := c.sftp
 
 	m := p.b.Manifest
 	dir := path.Join(h.Incoming, m.Name)
@@ -238,13 +229,13 @@ func (p *Pusher) deliver(ctx context.Context, h inventory.Host, r *Result) error
 		r.Detail = "left for the node's timer"
 		return nil
 	}
-	detail, err := p.install(client, h, m)
+	detail, err := p.install(c.ssh, h, m)
 	if err != nil {
 		return ctxErr(ctx, err)
 	}
 	r.Detail = detail
 	for _, ep := range h.Verify {
-		if err := verify.Expect(ctx, ep, p.opts.SNI, m.Fingerprint, p.verifyTimeout()); err != nil {
+		if err := verify.Expect(ctx, ep, p.opts.SNI, m.Fingerprint, verifyTimeout); err != nil {
 			return fmt.Errorf("installed, but TLS check failed: %w", err)
 		}
 	}
@@ -255,12 +246,9 @@ func (p *Pusher) deliver(ctx context.Context, h inventory.Host, r *Result) error
 	return nil
 }
 
-func (p *Pusher) verifyTimeout() time.Duration {
-	if p.opts.VerifyTimeout > 0 {
-		return p.opts.VerifyTimeout
-	}
-	return 10 * time.Second
-}
+// verifyTimeout bounds how long each verify endpoint may take to serve the
+// new certificate steadily.
+const verifyTimeout = 10 * time.Second
 
 func describeChange(prev, next string) string {
 	if prev == "" {
@@ -269,22 +257,10 @@ func describeChange(prev, next string) string {
 	return prev + " -> " + next
 }
 
-// ctxErr prefers the context's error when a call failed because the
-// connection was closed at the deadline.
-func ctxErr(ctx context.Context, err error) error {
-	if ctx.Err() != nil {
-		return fmt.Errorf("%w: %v", ctx.Err(), err)
-	}
-	return err
-}
-
-// StatusDir is where certnode publishes, under a host's incoming directory,
-// the manifest of each installed certificate (<name>.json).
-const StatusDir = ".status"
-
 // installedID reads the id of the bundle a host has installed, "" if none.
+// The host's word is checked: an id that is not well-formed is an error.
 func installedID(sc *sftp.Client, incoming, name string) (string, error) {
-	f, err := sc.Open(path.Join(incoming, StatusDir, name+".json"))
+	f, err := sc.Open(path.Join(incoming, wire.StatusFile(name)))
 	if errors.Is(err, fs.ErrNotExist) {
 		return "", nil
 	}
@@ -301,6 +277,9 @@ func installedID(sc *sftp.Client, incoming, name string) (string, error) {
 	m, err := bundle.ParseManifest(data)
 	if err != nil {
 		return "", fmt.Errorf("installed manifest: %w", err)
+	}
+	if !wire.ValidID(m.ID) {
+		return "", fmt.Errorf("installed manifest: bad bundle id %q", m.ID)
 	}
 	return m.ID, nil
 }
@@ -437,16 +416,6 @@ func (p *Pusher) writeFile(sc *sftp.Client, name string, secret bool) error {
 	return nil
 }
 
-// NodeResult is one entry of `certnode install --json`.
-type NodeResult struct {
-	Cert        string `json:"cert"`
-	Result      string `json:"result"`
-	ID          string `json:"id"`
-	Previous    string `json:"previous"`
-	Fingerprint string `json:"fingerprint"`
-	Error       string `json:"error"`
-}
-
 // ErrInstall is returned when certnode on the host did not install.
 var ErrInstall = errors.New("certnode did not install")
 
@@ -465,9 +434,7 @@ func (p *Pusher) install(client *ssh.Client, h inventory.Host, m *bundle.Manifes
 	}
 	cmd := fmt.Sprintf("%s install --json%s --id %s %s", h.Command, force, m.ID, m.Name)
 	runErr := sess.Run(cmd)
-	var out struct {
-		Results []NodeResult `json:"results"`
-	}
+	var out wire.InstallOutput
 	if err := json.Unmarshal(stdout.Bytes(), &out); err != nil {
 		msg := strings.TrimSpace(stderr.String())
 		if runErr != nil {
@@ -480,7 +447,7 @@ func (p *Pusher) install(client *ssh.Client, h inventory.Host, m *bundle.Manifes
 			continue
 		}
 		switch nr.Result {
-		case "installed", "unchanged":
+		case wire.Installed, wire.Unchanged:
 			return "certnode: " + nr.Result, nil
 		default:
 			return "", fmt.Errorf("%w: %s: %s", ErrInstall, nr.Result, nr.Error)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/pkg/sftp"
 
+	"github.com/certpush/certpush/internal/acme/http01"
 	"github.com/certpush/certpush/internal/inventory"
 )
 
@@ -26,29 +27,22 @@ type Webroot struct {
 	Parallel int
 }
 
-// ChallengeDir is where HTTP-01 tokens live under a webroot.
-const ChallengeDir = ".well-known/acme-challenge"
-
 var errBadToken = errors.New("bad ACME token")
 
 func checkToken(token string) error {
-	if token == "" || len(token) > 256 {
-		return errBadToken
-	}
-	for _, c := range token {
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
-			return fmt.Errorf("%w %q: only base64url characters are allowed", errBadToken, token)
-		}
+	if !http01.ValidToken(token) {
+		return fmt.Errorf("%w %q: only base64url characters are allowed, at most %d", errBadToken, token, http01.MaxTokenLen)
 	}
 	return nil
 }
 
-func (w *Webroot) dir(h inventory.Host) string {
+// file is where token lives on h.
+func (w *Webroot) file(h inventory.Host, token string) string {
 	root := w.Webroot
 	if h.Webroot != "" {
 		root = h.Webroot
 	}
-	return path.Join(root, ChallengeDir)
+	return path.Join(root, http01.ChallengePath(token))
 }
 
 // Publish writes <webroot>/.well-known/acme-challenge/<token> (mode 0644,
@@ -59,7 +53,8 @@ func (w *Webroot) Publish(ctx context.Context, token string, keyAuth []byte) err
 		return err
 	}
 	return w.each(ctx, func(sc *sftp.Client, h inventory.Host) error {
-		dir := w.dir(h)
+		final := w.file(h, token)
+		dir := path.Dir(final)
 		if err := sc.MkdirAll(dir); err != nil {
 			return fmt.Errorf("create %s: %w", dir, err)
 		}
@@ -81,7 +76,7 @@ func (w *Webroot) Publish(ctx context.Context, token string, keyAuth []byte) err
 			sc.Remove(tmp)
 			return err
 		}
-		if err := sc.PosixRename(tmp, path.Join(dir, token)); err != nil {
+		if err := sc.PosixRename(tmp, final); err != nil {
 			sc.Remove(tmp)
 			return fmt.Errorf("rename into place: %w", err)
 		}
@@ -96,7 +91,7 @@ func (w *Webroot) Unpublish(ctx context.Context, token string) error {
 		return err
 	}
 	return w.each(ctx, func(sc *sftp.Client, h inventory.Host) error {
-		err := sc.Remove(path.Join(w.dir(h), token))
+		err := sc.Remove(w.file(h, token))
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil
 		}
@@ -133,17 +128,10 @@ func (w *Webroot) each(ctx context.Context, f func(*sftp.Client, inventory.Host)
 }
 
 func (w *Webroot) onHost(ctx context.Context, h inventory.Host, f func(*sftp.Client, inventory.Host) error) error {
-	client, err := w.Dialer.Dial(ctx, h)
+	c, err := w.Dialer.dialSFTP(ctx, h)
 	if err != nil {
 		return err
 	}
-	defer client.Close()
-	stop := context.AfterFunc(ctx, func() { client.Close() })
-	defer stop()
-	sc, err := sftp.NewClient(client)
-	if err != nil {
-		return fmt.Errorf("start sftp: %w", err)
-	}
-	defer sc.Close()
-	return f(sc, h)
+	defer c.Close()
+	return f(c.sftp, h)
 }

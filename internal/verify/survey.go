@@ -12,7 +12,7 @@ const (
 	Aligned     = "aligned"     // serves the current bundle
 	Stale       = "stale"       // serves another valid certificate for the name
 	Expired     = "expired"     // serves an expired certificate
-	WrongName   = "wrong name"  // serves a certificate that does not cover the name
+	WrongName   = "wrong_name"  // serves a certificate that does not cover the name
 	Unreachable = "unreachable" // no TLS handshake
 )
 

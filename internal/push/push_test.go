@@ -1,0 +1,303 @@
+package push
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/certpush/certpush/internal/inventory"
+	"github.com/certpush/certpush/internal/testlog"
+	"github.com/certpush/certpush/internal/wire"
+)
+
+// fixture is a bundle, a client key and a few in-process hosts, all in
+// one known_hosts file.
+type fixture struct {
+	client ssh.Signer
+	hosts  []*sshHost
+	known  string
+}
+
+func newFixture(t *testing.T, n int) *fixture {
+	t.Helper()
+	f := &fixture{client: newSigner(t, "ed25519")}
+	lines := map[string]ssh.PublicKey{}
+	for range n {
+		h := startHost(t, f.client.PublicKey())
+		f.hosts = append(f.hosts, h)
+		lines[h.addr] = h.keys[0].PublicKey()
+	}
+	f.known = writeKnownHosts(t, lines)
+	return f
+}
+
+func (f *fixture) inventory() []inventory.Host {
+	var hs []inventory.Host
+	for _, h := range f.hosts {
+		hs = append(hs, h.inventory())
+	}
+	return hs
+}
+
+func (f *fixture) options(t *testing.T) Options {
+	return Options{
+		Auth:       []ssh.AuthMethod{ssh.PublicKeys(f.client)},
+		KnownHosts: f.known,
+		Install:    true,
+		Timeout:    5 * time.Second,
+		Logger:     testlog.Logger(t),
+	}
+}
+
+func results(rs []Result) []string {
+	var out []string
+	for _, r := range rs {
+		out = append(out, r.Result)
+	}
+	return out
+}
+
+func TestRunInstallAndUnchanged(t *testing.T) {
+	b := newBundle(t)
+	f := newFixture(t, 2)
+	// The second host has the bundle already.
+	had := f.hosts[1]
+	manifest, err := b.ReadFile("manifest.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	status := filepath.Join(had.incoming, wire.StatusFile(certName))
+	if err := os.MkdirAll(filepath.Dir(status), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(status, manifest, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p, err := New(b, f.options(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs := p.Run(t.Context(), f.inventory())
+	if got, want := results(rs), []string{Installed, Unchanged}; !slices.Equal(got, want) {
+		t.Fatalf("results %v, want %v (%+v)", got, want, rs)
+	}
+	id := b.Manifest.ID
+	key, err := os.Stat(filepath.Join(f.hosts[0].incoming, certName, id, "privkey.pem"))
+	if err != nil || key.Mode().Perm() != 0o600 {
+		t.Errorf("uploaded key: %v %v", key, err)
+	}
+	if _, execs := f.hosts[0].counts(); len(execs) != 1 || !strings.Contains(execs[0], "install --json --id "+id+" "+certName) {
+		t.Errorf("commands run on the first host: %q", execs)
+	}
+	if _, err := os.Stat(filepath.Join(had.incoming, certName)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("unchanged host got an upload: %v", err)
+	}
+	if _, execs := had.counts(); len(execs) != 0 {
+		t.Errorf("commands run on the unchanged host: %q", execs)
+	}
+	if rs[1].Previous != id {
+		t.Errorf("previous = %q, want %q", rs[1].Previous, id)
+	}
+}
+
+func TestRunStops(t *testing.T) {
+	testCases := []struct {
+		desc        string
+		result      string // what every host's certnode reports
+		maxFailures int
+		cancelAfter int // cancel the context after this many hosts (0: never)
+		want        []string
+		wantDetail  string // of the skipped hosts
+	}{
+		{desc: "max failures", result: wire.Refused, maxFailures: 1,
+			want: []string{Failed, Failed, Skipped, Skipped}, wantDetail: "2 hosts failed, more than 1"},
+		{desc: "no limit", result: wire.Refused,
+			want: []string{Failed, Failed, Failed, Failed}},
+		{desc: "cancelled", result: wire.Installed, cancelAfter: 1,
+			want: []string{Installed, Skipped, Skipped, Skipped}, wantDetail: "rollout interrupted"},
+	}
+	b := newBundle(t)
+	for _, tc := range testCases {
+		t.Run(tc.desc, func(t *testing.T) {
+			f := newFixture(t, 4)
+			for _, h := range f.hosts {
+				h.result = tc.result
+			}
+			ctx, cancel := context.WithCancel(t.Context())
+			defer cancel()
+			opts := f.options(t)
+			opts.MaxFailures = tc.maxFailures
+			opts.Progress = func(done, _ int, _ Result) {
+				if done == tc.cancelAfter {
+					cancel()
+				}
+			}
+			p, err := New(b, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rs := p.Run(ctx, f.inventory())
+			if got := results(rs); !slices.Equal(got, tc.want) {
+				t.Fatalf("results %v, want %v", got, tc.want)
+			}
+			for i, r := range rs {
+				if r.Result == Skipped && !strings.Contains(r.Detail, tc.wantDetail) {
+					t.Errorf("skipped host detail %q, want %q", r.Detail, tc.wantDetail)
+				}
+				if r.Result == Failed && !errors.Is(r.Err, ErrInstall) {
+					t.Errorf("failed host error %v, want ErrInstall", r.Err)
+				}
+				if _, execs := f.hosts[i].counts(); r.Result == Skipped && len(execs) != 0 {
+					t.Errorf("skipped host %d ran %q", i, execs)
+				}
+			}
+		})
+	}
+}
+
+func TestHostKeyErrors(t *testing.T) {
+	client := newSigner(t, "ed25519")
+	h := startHost(t, client.PublicKey())
+	other := startHost(t, client.PublicKey())
+	testCases := []struct {
+		desc  string
+		known map[string]ssh.PublicKey
+		want  error
+		text  []string
+	}{
+		{desc: "unknown host", known: map[string]ssh.PublicKey{other.addr: other.keys[0].PublicKey()},
+			want: ErrUnknownHost, text: []string{"is not in", "refusing to connect", ssh.FingerprintSHA256(h.keys[0].PublicKey()), "trust it with: echo '"}},
+		{desc: "changed key", known: map[string]ssh.PublicKey{h.addr: other.keys[0].PublicKey()},
+			want: ErrHostKeyChanged, text: []string{"HOST KEY HAS CHANGED", ssh.FingerprintSHA256(h.keys[0].PublicKey()), "Nothing was sent"}},
+	}
+	for _, tc := range testCases {
+		t.Run(tc.desc, func(t *testing.T) {
+			known := writeKnownHosts(t, tc.known)
+			d, err := NewDialer([]ssh.AuthMethod{ssh.PublicKeys(client)}, known, time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = d.Dial(t.Context(), h.inventory())
+			var hk *HostKeyError
+			if !errors.Is(err, tc.want) || !errors.As(err, &hk) {
+				t.Fatalf("Dial = %v, want %v", err, tc.want)
+			}
+			for _, s := range tc.text {
+				if !strings.Contains(err.Error(), s) {
+					t.Errorf("error %q does not say %q", err, s)
+				}
+			}
+			if tc.want == ErrUnknownHost && !strings.Contains(err.Error(), hk.Line) {
+				t.Errorf("error %q lacks the line to trust %q", err, hk.Line)
+			}
+			if auths, _ := h.counts(); auths != 0 {
+				t.Errorf("%d authentication attempts reached the host", auths)
+			}
+		})
+	}
+	if _, err := NewDialer(nil, filepath.Join(t.TempDir(), "missing"), time.Second); !errors.Is(err, ErrNoKnownHostFile) {
+		t.Errorf("NewDialer with no known_hosts = %v", err)
+	}
+}
+
+// The server offers an ECDSA key before its Ed25519 one; known_hosts has
+// only the Ed25519 key, so the client must ask for that one.
+func TestHostKeyAlgorithms(t *testing.T) {
+	client := newSigner(t, "ed25519")
+	ecKey, edKey := newSigner(t, "ecdsa"), newSigner(t, "ed25519")
+	h := startHost(t, client.PublicKey(), ecKey, edKey)
+	testCases := []struct {
+		desc     string
+		key      ssh.PublicKey
+		wantAlgs []string
+	}{
+		{desc: "ed25519 only", key: edKey.PublicKey(), wantAlgs: []string{ssh.KeyAlgoED25519}},
+		{desc: "ecdsa only", key: ecKey.PublicKey(), wantAlgs: []string{ssh.KeyAlgoECDSA256}},
+	}
+	for _, tc := range testCases {
+		t.Run(tc.desc, func(t *testing.T) {
+			known := writeKnownHosts(t, map[string]ssh.PublicKey{h.addr: tc.key})
+			d, err := NewDialer([]ssh.AuthMethod{ssh.PublicKeys(client)}, known, time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := d.keys.algorithms(h.addr); !slices.Equal(got, tc.wantAlgs) {
+				t.Errorf("algorithms = %v, want %v", got, tc.wantAlgs)
+			}
+			c, err := d.Dial(t.Context(), h.inventory())
+			if err != nil {
+				t.Fatalf("Dial: %v", err)
+			}
+			c.Close()
+		})
+	}
+	if got := algorithmsFor(ssh.KeyAlgoRSA); !slices.Equal(got, []string{ssh.KeyAlgoRSASHA512, ssh.KeyAlgoRSASHA256, ssh.KeyAlgoRSA}) {
+		t.Errorf("algorithms for an RSA key: %v", got)
+	}
+}
+
+// What a host's status file says decides the plan; a dry run changes
+// nothing; a status file with a malformed id is refused.
+func TestPlan(t *testing.T) {
+	b := newBundle(t)
+	manifest, err := b.ReadFile("manifest.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := strings.Replace(string(manifest), b.Manifest.ID, "../../etc/passwd", 1)
+	if bad == string(manifest) {
+		t.Fatal("no id in the manifest")
+	}
+	testCases := []struct {
+		desc       string
+		status     string // the host's status file; "" for none
+		dryRun     bool
+		want       string
+		wantDetail string
+	}{
+		{desc: "dry run, nothing installed", dryRun: true, want: Planned, wantDetail: "none -> " + b.Manifest.ID},
+		{desc: "dry run, has it", status: string(manifest), dryRun: true, want: Unchanged},
+		{desc: "bad id in status file", status: bad, want: Failed, wantDetail: ""},
+	}
+	for _, tc := range testCases {
+		t.Run(tc.desc, func(t *testing.T) {
+			f := newFixture(t, 1)
+			h := f.hosts[0]
+			if tc.status != "" {
+				status := filepath.Join(h.incoming, wire.StatusFile(certName))
+				if err := os.MkdirAll(filepath.Dir(status), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(status, []byte(tc.status), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			opts := f.options(t)
+			opts.DryRun = tc.dryRun
+			p, err := New(b, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := p.Run(t.Context(), f.inventory())[0]
+			if r.Result != tc.want || r.Detail != tc.wantDetail {
+				t.Fatalf("result %q detail %q (%v), want %q %q", r.Result, r.Detail, r.Err, tc.want, tc.wantDetail)
+			}
+			if r.Result == Failed && !strings.Contains(r.ErrorText, "installed manifest") {
+				t.Errorf("error %q does not name the installed manifest", r.ErrorText)
+			}
+			if r.OK() != (tc.want != Failed) {
+				t.Errorf("OK() = %v for %s", r.OK(), r.Result)
+			}
+			if _, err := os.Stat(filepath.Join(h.incoming, certName)); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("the host got an upload: %v", err)
+			}
+		})
+	}
+}
