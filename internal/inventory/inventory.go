@@ -89,14 +89,17 @@ type SSH struct {
 
 // ACME holds the ACME account and client settings.
 type ACME struct {
-	Directory               string
-	Email                   string
-	CAFile                  string // extra PEM roots for the ACME server only
-	EAB                     *EAB
-	KeyType                 string
-	PreferredChain          string
-	DNSResolvers            []string // host:port
-	PropagationTimeout      time.Duration
+	Directory          string
+	Email              string
+	CAFile             string // extra PEM roots for the ACME server only
+	EAB                *EAB
+	KeyType            string
+	PreferredChain     string
+	DNSResolvers       []string // host:port
+	PropagationTimeout time.Duration
+	// DisablePropagationCheck skips the DNS-01 check on the zone's
+	// authoritative name servers: only DNSResolvers (or a challenge's
+	// resolvers) are asked (acme.Challenge.DisablePropagationCheck).
 	DisablePropagationCheck bool
 }
 
