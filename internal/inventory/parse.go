@@ -352,6 +352,12 @@ func (p *parser) hosts(n *yaml.Node, cfg *Config) map[string][]*yaml.Node {
 		*h = cfg.withDefaults(*h)
 		cfg.Hosts[name] = h
 	}
+	p.groupClashes(groups, cfg)
+	return groups
+}
+
+// groupClashes reports every mention of a group that has a host's name.
+func (p *parser) groupClashes(groups map[string][]*yaml.Node, cfg *Config) {
 	for g, nodes := range groups {
 		if _, ok := cfg.Hosts[g]; ok {
 			for _, n := range nodes {
@@ -359,7 +365,6 @@ func (p *parser) hosts(n *yaml.Node, cfg *Config) map[string][]*yaml.Node {
 			}
 		}
 	}
-	return groups
 }
 
 func (p *parser) certs(keyNode, n *yaml.Node, cfg *Config, groups map[string][]*yaml.Node) {
@@ -423,15 +428,9 @@ func (p *parser) cert(keyNode, n *yaml.Node, cfg *Config, groups map[string][]*y
 				hostsFileOK = false
 			}
 		case "install":
-			v, ok := p.Text(f.Val, key)
-			if !ok {
-				break
+			if v, ok := p.installMode(f.Val, key); ok {
+				c.Install = v
 			}
-			if v != InstallNow && v != InstallCron {
-				p.Errorf(yamlconf.Deref(f.Val), "%s: unknown install mode %q (use %s or %s)", key, v, InstallNow, InstallCron)
-				break
-			}
-			c.Install = v
 		case "canary":
 			canary, _ = p.Items(f.Val, key)
 			canaryKey = key
@@ -491,6 +490,16 @@ func (p *parser) canary(c *Cert, canary []*yaml.Node, canaryKey string, hostsFil
 			p.Errorf(it, "%s: unknown host %q", canaryKey, it.Value)
 		}
 	}
+}
+
+// installMode reads InstallNow or InstallCron.
+func (p *parser) installMode(n *yaml.Node, key string) (string, bool) {
+	v, ok := p.Text(n, key)
+	if ok && v != InstallNow && v != InstallCron {
+		p.Errorf(yamlconf.Deref(n), "%s: unknown install mode %q (use %s or %s)", key, v, InstallNow, InstallCron)
+		return "", false
+	}
+	return v, ok
 }
 
 // hostsFile reads and parses a cert's host list, merging entries that name
@@ -618,6 +627,14 @@ func (p *parser) challenge(keyNode, n *yaml.Node, where string) *Challenge {
 			p.Unknown(f.Key, where, challengeKeys)
 		}
 	}
+	p.challengeNeeds(keyNode, where, ch, set)
+	return ch
+}
+
+// challengeNeeds reports the keys ch's type and mode need and lacks, and
+// those that do not apply to them (set holds the keys given), and fills
+// in the defaults of the mode.
+func (p *parser) challengeNeeds(keyNode *yaml.Node, where string, ch *Challenge, set map[string]*yaml.Node) {
 	only := func(keys []string, what string) {
 		for _, k := range keys {
 			if kn := set[k]; kn != nil {
@@ -653,7 +670,6 @@ func (p *parser) challenge(keyNode, n *yaml.Node, where string) *Challenge {
 			only([]string{"webroot"}, "mode "+ModeWebrootPush)
 		}
 	}
-	return ch
 }
 
 // validProvider checks the shape of a lego DNS provider code; whether
