@@ -128,19 +128,19 @@ type Challenge struct {
 	Provider string
 	// Resolvers ("host:port" or "host"), when given, must all see the TXT
 	// records before the CA is told to look; they also find the zone's
-	// authoritative servers, which must see them too (see RecursiveOnly).
-	// Empty: the system's resolvers find the authoritative servers.
+	// authoritative servers, which must see them too unless
+	// DisablePropagationCheck is set. Empty: the system's resolvers find
+	// the authoritative servers.
 	Resolvers []string
 	// PropagationTimeout overrides the provider's wait for the records to
 	// be visible; 0 keeps the provider's own.
 	PropagationTimeout time.Duration
-	// DisablePropagationCheck tells the CA to look right after the records
-	// are set.
+	// DisablePropagationCheck skips the check on the zone's authoritative
+	// name servers (lego's DisableAuthoritativeNssPropagationRequirement,
+	// its CLI's --dns.disable-cp): only Resolvers are asked, for
+	// split-horizon DNS or authoritative servers that cannot be reached
+	// from here. Without Resolvers nothing is checked.
 	DisablePropagationCheck bool
-	// RecursiveOnly checks propagation on Resolvers only, not also on the
-	// zone's authoritative name servers (for split-horizon DNS, or servers
-	// that cannot be reached from here).
-	RecursiveOnly bool
 
 	// Mode is the http-01 mode: "webroot-push" or "standalone".
 	Mode string
@@ -409,13 +409,10 @@ func (c *Client) setChallenge(ctx context.Context, cl *lego.Client, req Request)
 			// Given resolvers must see the records too (lego's default
 			// checks the authoritative servers only).
 			dns01.CondOption(len(ch.Resolvers) > 0, dns01.RecursiveNSsPropagationRequirement()),
-			dns01.CondOption(ch.RecursiveOnly, dns01.DisableAuthoritativeNssPropagationRequirement()),
+			dns01.CondOption(ch.DisablePropagationCheck, dns01.DisableAuthoritativeNssPropagationRequirement()),
 			dns01.WrapPreCheck(func(domain, fqdn, value string, check dns01.PreCheckFunc) (bool, error) {
 				if err := ctx.Err(); err != nil {
 					return true, err // stops lego's wait
-				}
-				if ch.DisablePropagationCheck {
-					return true, nil
 				}
 				return check(fqdn, value)
 			}),

@@ -104,11 +104,11 @@ func useExecHook(t *testing.T, srv *testacme.Server) {
 
 func dnsChallenge(srv *testacme.Server) Challenge {
 	return Challenge{
-		Type:               DNS01,
-		Provider:           "exec",
-		Resolvers:          []string{srv.DNSAddr},
-		RecursiveOnly:      true,
-		PropagationTimeout: 10 * time.Second,
+		Type:                    DNS01,
+		Provider:                "exec",
+		Resolvers:               []string{srv.DNSAddr},
+		DisablePropagationCheck: true,
+		PropagationTimeout:      10 * time.Second,
 	}
 }
 

@@ -2,14 +2,10 @@ package install
 
 import (
 	"crypto/ed25519"
-	"errors"
 	"fmt"
-	"io"
-	"net"
 	"os"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -81,33 +77,16 @@ func (c *Config) Names() []string {
 }
 
 // ConfigError is a problem in the configuration file at a line (0 when
-// the problem is about the file as a whole).
-type ConfigError struct {
-	File string
-	Line int
-	Msg  string
-}
+// the problem is about the file as a whole): the one config error type,
+// shared with certpush's configuration.
+type ConfigError = yamlconf.Error
 
-func (e *ConfigError) Error() string {
-	if e.Line > 0 {
-		return fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Msg)
-	}
-	return fmt.Sprintf("%s: %s", e.File, e.Msg)
-}
-
-// LoadConfig reads and parses the configuration file at path.
+// LoadConfig reads and parses the configuration file at path (at most
+// MaxConfigSize bytes).
 func LoadConfig(path string) (*Config, error) {
-	f, err := os.Open(path)
+	data, err := yamlconf.ReadFile(path, MaxConfigSize)
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, MaxConfigSize+1))
-	if err != nil {
-		return nil, fmt.Errorf("read config: %w", err)
-	}
-	if len(data) > MaxConfigSize {
-		return nil, &ConfigError{File: path, Msg: fmt.Sprintf("larger than %d bytes", MaxConfigSize)}
 	}
 	return ParseConfig(path, data)
 }
@@ -117,31 +96,18 @@ func LoadConfig(path string) (*Config, error) {
 // directory). Unknown keys and bad values are errors; every problem is a
 // *ConfigError naming the file and line, all joined with errors.Join.
 func ParseConfig(path string, data []byte) (*Config, error) {
-	p := &parser{file: path, dir: filepath.Dir(path)}
 	// Merge keys are refused: the file is short enough to write out, and
 	// defaults already covers sharing.
-	p.Checker = yamlconf.Checker{Report: p.report, NoMerge: true, MergeHint: "use defaults"}
+	p := &parser{yamlconf.Checker{File: path, NoMerge: true, MergeHint: "use defaults"}}
 	cfg := p.parse(data)
-	if len(p.errs) > 0 {
-		slices.SortStableFunc(p.errs, func(a, b *ConfigError) int { return yamlconf.CompareLines(a.Line, b.Line) })
-		errs := make([]error, len(p.errs))
-		for i, e := range p.errs {
-			errs[i] = e
-		}
-		return nil, errors.Join(errs...)
+	if err := p.Err(); err != nil {
+		return nil, err
 	}
 	return cfg, nil
 }
 
 type parser struct {
 	yamlconf.Checker
-	file string
-	dir  string
-	errs []*ConfigError
-}
-
-func (p *parser) report(line int, msg string) {
-	p.errs = append(p.errs, &ConfigError{File: p.file, Line: line, Msg: msg})
 }
 
 var topKeys = []string{"root", "incoming", "trusted_keys", "keep", "lock", "timeout", "defaults", "certs"}
@@ -150,7 +116,7 @@ var settingKeys = []string{"owner", "group", "key_mode", "cert_mode", "test", "r
 
 func (p *parser) parse(data []byte) *Config {
 	cfg := &Config{
-		Path:     p.file,
+		Path:     p.File,
 		Root:     DefaultRoot,
 		Incoming: DefaultIncoming,
 		Keep:     DefaultKeep,
@@ -171,18 +137,18 @@ func (p *parser) parse(data []byte) *Config {
 		switch f.Key.Value {
 		case "root":
 			rootKey = f.Key
-			if s, ok := p.path(f.Val, "root"); ok {
+			if s, ok := p.Path(f.Val, "root"); ok {
 				cfg.Root = s
 			}
 		case "incoming":
 			incomingKey = f.Key
-			if s, ok := p.path(f.Val, "incoming"); ok {
+			if s, ok := p.Path(f.Val, "incoming"); ok {
 				cfg.Incoming = s
 			}
 		case "trusted_keys":
 			cfg.TrustedKeys = p.trustedKeys(f.Val)
 		case "keep":
-			if n, ok := p.integer(f.Val, "keep"); ok {
+			if n, ok := p.Int(f.Val, "keep"); ok {
 				if n < 2 {
 					p.Errorf(yamlconf.Deref(f.Val), "keep: %d, want 2 or more (the current version and one to roll back to)", n)
 				} else {
@@ -191,13 +157,10 @@ func (p *parser) parse(data []byte) *Config {
 			}
 		case "lock":
 			if s, ok := p.Text(f.Val, "lock"); ok && s != "" {
-				if !filepath.IsAbs(s) {
-					s = filepath.Join(p.dir, s)
-				}
-				cfg.Lock = filepath.Clean(s)
+				cfg.Lock = p.Resolve(s)
 			}
 		case "timeout":
-			if d, ok := p.duration(f.Val, "timeout"); ok {
+			if d, ok := p.Duration(f.Val, "timeout"); ok {
 				cfg.Timeout = d
 			}
 		case "defaults":
@@ -219,10 +182,16 @@ func (p *parser) parse(data []byte) *Config {
 		p.Errorf(n, "root %s and incoming %s must not be inside one another: the push account owns incoming", cfg.Root, cfg.Incoming)
 	}
 	p.settings(defaultsVal, "defaults", &cfg.Defaults)
+	p.certs(root, certsKey, certsVal, cfg)
+	return cfg
+}
 
-	certs := p.Pairs(certsVal, "certs")
+// certs parses the certs section (at key and val; root when it is
+// missing) into cfg.Certs, each certificate starting from cfg.Defaults.
+func (p *parser) certs(root, key, val *yaml.Node, cfg *Config) {
+	certs := p.Pairs(val, "certs")
 	if len(certs) == 0 {
-		n := certsKey
+		n := key
 		if n == nil {
 			n = root
 		}
@@ -242,7 +211,9 @@ func (p *parser) parse(data []byte) *Config {
 		var rest []yamlconf.Pair
 		for _, g := range p.Pairs(f.Val, where) {
 			if g.Key.Value == "domains" {
-				c.Domains = p.domains(g.Val, where+".domains")
+				if d, ok := p.Domains(g.Val, where+".domains"); ok && len(d) > 0 {
+					c.Domains = d
+				}
 				continue
 			}
 			rest = append(rest, g)
@@ -250,7 +221,6 @@ func (p *parser) parse(data []byte) *Config {
 		p.settingPairs(rest, where, &c.Settings, append([]string{"domains"}, settingKeys...))
 		cfg.Certs[name] = c
 	}
-	return cfg
 }
 
 func cloneArgs(s []string) []string {
@@ -303,62 +273,21 @@ func (p *parser) settingPairs(fields []yamlconf.Pair, where string, s *Settings,
 				s.Reload = a
 			}
 		case "verify":
-			if a, ok := p.endpoints(f.Val, key); ok {
+			if a, ok := p.Endpoints(f.Val, key); ok {
 				s.Verify = a
 			}
 		case "verify_sni":
-			if v, ok := p.Text(f.Val, key); ok {
-				if v != "" && !validHostname(v) {
-					p.Errorf(yamlconf.Deref(f.Val), "%s: %q is not a host name", key, v)
-				} else {
-					s.VerifySNI = v
-				}
+			if v, ok := p.ServerName(f.Val, key); ok {
+				s.VerifySNI = v
 			}
 		case "verify_timeout":
-			if d, ok := p.duration(f.Val, key); ok {
+			if d, ok := p.Duration(f.Val, key); ok {
 				s.VerifyTimeout = d
 			}
 		default:
 			p.Unknown(f.Key, where, known)
 		}
 	}
-}
-
-func (p *parser) path(n *yaml.Node, key string) (string, bool) {
-	s, ok := p.NonEmpty(n, key)
-	if !ok {
-		return "", false
-	}
-	if !filepath.IsAbs(s) {
-		s = filepath.Join(p.dir, s)
-	}
-	return filepath.Clean(s), true
-}
-
-func (p *parser) integer(n *yaml.Node, key string) (int, bool) {
-	s, ok := p.Scalar(n, key)
-	if !ok {
-		return 0, false
-	}
-	v, err := strconv.Atoi(s.Value)
-	if err != nil || s.ShortTag() != "!!int" {
-		p.Errorf(s, "%s: want a whole number, got %s", key, yamlconf.Describe(s))
-		return 0, false
-	}
-	return v, true
-}
-
-func (p *parser) duration(n *yaml.Node, key string) (time.Duration, bool) {
-	s, ok := p.Scalar(n, key)
-	if !ok {
-		return 0, false
-	}
-	d, err := time.ParseDuration(s.Value)
-	if err != nil || d <= 0 {
-		p.Errorf(s, "%s: want a positive duration such as 30s or 2m, got %s", key, yamlconf.Describe(s))
-		return 0, false
-	}
-	return d, true
 }
 
 // mode parses a file mode written in octal ("0640", 0640 or "0o640").
@@ -395,29 +324,6 @@ func (p *parser) account(n *yaml.Node, key string) (string, bool) {
 	return s, true
 }
 
-func (p *parser) strings(n *yaml.Node, key string) ([]string, bool) {
-	items, ok := p.Seq(n, key)
-	if !ok {
-		return nil, false
-	}
-	out := make([]string, 0, len(items))
-	good := true
-	for _, it := range items {
-		s, ok := p.Text(it, key)
-		if !ok {
-			good = false
-			continue
-		}
-		if s == "" {
-			p.Errorf(yamlconf.Deref(it), "%s: empty item", key)
-			good = false
-			continue
-		}
-		out = append(out, s)
-	}
-	return out, good
-}
-
 // argv is a command as a list of arguments, run without a shell. An empty
 // list means no command.
 func (p *parser) argv(n *yaml.Node, key string) ([]string, bool) {
@@ -425,7 +331,7 @@ func (p *parser) argv(n *yaml.Node, key string) ([]string, bool) {
 		p.Errorf(s, "%s: want the command as a list of arguments, such as [systemctl, reload, nginx] (no shell is used), got %s", key, yamlconf.Describe(s))
 		return nil, false
 	}
-	a, ok := p.strings(n, key)
+	a, ok := p.Strings(n, key)
 	if !ok {
 		return nil, false
 	}
@@ -435,90 +341,16 @@ func (p *parser) argv(n *yaml.Node, key string) ([]string, bool) {
 	return a, true
 }
 
-func (p *parser) endpoints(n *yaml.Node, key string) ([]string, bool) {
-	items, ok := p.Seq(n, key)
-	if !ok {
-		return nil, false
-	}
-	var out []string
-	good := true
-	for _, it := range items {
-		s, ok := p.Text(it, key)
-		if !ok {
-			good = false
-			continue
-		}
-		host, port, err := net.SplitHostPort(s)
-		if err == nil {
-			var n uint64
-			n, err = strconv.ParseUint(port, 10, 16)
-			if err == nil && (n == 0 || host == "") {
-				err = errors.New("bad port or host")
-			}
-		}
-		if err != nil {
-			p.Errorf(yamlconf.Deref(it), "%s: %q is not host:port (IPv6: [::1]:443)", key, s)
-			good = false
-			continue
-		}
-		out = append(out, s)
-	}
-	return out, good
-}
-
-func (p *parser) domains(n *yaml.Node, key string) []string {
-	d, ok := p.strings(n, key)
-	if !ok {
-		return nil
-	}
-	for i, s := range d {
-		if !validHostname(strings.TrimPrefix(s, "*.")) {
-			p.Errorf(yamlconf.Deref(n), "%s: %q is not a domain name", key, s)
-			return nil
-		}
-		d[i] = strings.ToLower(s)
-	}
-	if len(d) == 0 {
-		return nil
-	}
-	return d
-}
-
 func (p *parser) trustedKeys(n *yaml.Node) []ed25519.PublicKey {
-	items, ok := p.Seq(n, "trusted_keys")
-	if !ok {
-		return nil
-	}
+	items, _ := p.Items(n, "trusted_keys")
 	var out []ed25519.PublicKey
 	for _, it := range items {
-		s, ok := p.Text(it, "trusted_keys")
-		if !ok {
-			continue
-		}
-		k, err := bundle.ParsePublicKey(s)
+		k, err := bundle.ParsePublicKey(it.Value)
 		if err != nil {
-			p.Errorf(yamlconf.Deref(it), "trusted_keys: %v (copy it from signing.pub in certpush's state directory)", err)
+			p.Errorf(it, "trusted_keys: %v (copy it from signing.pub in certpush's state directory)", err)
 			continue
 		}
 		out = append(out, k)
 	}
 	return out
-}
-
-func validHostname(s string) bool {
-	s = strings.TrimSuffix(s, ".")
-	if s == "" || len(s) > 253 {
-		return false
-	}
-	for _, label := range strings.Split(s, ".") {
-		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
-			return false
-		}
-		for _, c := range label {
-			if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
-				return false
-			}
-		}
-	}
-	return true
 }

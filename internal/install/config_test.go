@@ -86,7 +86,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{
 			desc: "keep not a number",
 			yaml: "keep: three\ncerts: {a: {}}\n",
-			want: []string{`certnode.yaml:1: keep: want a whole number, got "three"`},
+			want: []string{`certnode.yaml:1: keep: want an integer, got "three"`},
 		},
 		{
 			desc: "world-readable key",
@@ -106,7 +106,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{
 			desc: "bad endpoint",
 			yaml: "certs:\n  a:\n    verify: [\"localhost\"]\n",
-			want: []string{`certnode.yaml:3: certs.a.verify: "localhost" is not host:port`},
+			want: []string{`certnode.yaml:3: certs.a.verify: bad address "localhost": want host:port ([::1]:443 for IPv6)`},
 		},
 		{
 			desc: "bad duration",
@@ -136,7 +136,12 @@ func TestParseConfigErrors(t *testing.T) {
 		{
 			desc: "domains not names",
 			yaml: "certs:\n  a:\n    domains: [\"exa mple.com\"]\n",
-			want: []string{`certnode.yaml:3: certs.a.domains: "exa mple.com" is not a domain name`},
+			want: []string{`certnode.yaml:3: certs.a.domains: bad domain "exa mple.com": label "exa mple" holds ' '`},
+		},
+		{
+			desc: "bad server name",
+			yaml: "certs:\n  a:\n    verify_sni: \"a b\"\n",
+			want: []string{`certnode.yaml:3: certs.a.verify_sni: bad server name "a b": label "a b" holds ' '`},
 		},
 		{
 			desc: "duplicate key",
@@ -181,6 +186,18 @@ func TestParseConfigErrors(t *testing.T) {
 				last = i
 			}
 		})
+	}
+}
+
+func TestLoadConfigTooLarge(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "certnode.yaml")
+	data := []byte("certs: {a: {}}\n" + strings.Repeat("#", MaxConfigSize))
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := LoadConfig(path)
+	if want := "read config: " + path + " is larger than the limit of 1 MiB"; err == nil || err.Error() != want {
+		t.Errorf("LoadConfig() error = %v, want %q", err, want)
 	}
 }
 

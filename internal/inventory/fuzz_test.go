@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/certpush/certpush/internal/bundle"
+	"github.com/certpush/certpush/internal/yamlconf"
 )
 
 // FuzzParse checks that Parse never panics, and that whatever it accepts
@@ -73,7 +74,7 @@ func checkHost(t *testing.T, h Host) {
 		t.Fatalf("host %s: SSHAddress() = %q", h.Name, h.SSHAddress())
 	}
 	for _, v := range h.Verify {
-		if err := checkEndpoint(v, false); err != nil {
+		if err := yamlconf.CheckEndpoint(v, false); err != nil {
 			t.Fatalf("host %s: verify %q: %v", h.Name, v, err)
 		}
 	}
@@ -119,7 +120,7 @@ func checkConfig(t *testing.T, cfg *Config) {
 			t.Fatalf("cert %s: no domains", name)
 		}
 		for _, d := range c.Domains {
-			if _, err := checkDomain(d); err != nil {
+			if _, err := yamlconf.CheckDomain(d); err != nil {
 				t.Fatalf("cert %s: %v", name, err)
 			}
 		}

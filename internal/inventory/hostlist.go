@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/certpush/certpush/internal/yamlconf"
 )
 
 // listedHost is one entry of a host-list file, with what it set itself.
@@ -14,50 +16,35 @@ type listedHost struct {
 	setPort bool
 }
 
-// ParseHostList parses a host-list file: one [user@]host[:port] a line;
+// parseHostList parses a host-list file: one [user@]host[:port] a line;
 // blank lines and '#' comments (whole-line or trailing) are ignored; IPv6
 // is written [::1]:2222, or bare (::1) without a port. Each entry becomes
 // a Host named as written without the user, with Address the host, and
 // defaults (or the package defaults where those are unset) for what the
-// line does not give. Every problem is reported as an *Error naming path
-// and line; they are joined with errors.Join.
-func ParseHostList(path string, data []byte, defaults SSH) ([]Host, error) {
-	entries, errs := parseHostList(path, data, defaults)
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
-	}
-	hosts := make([]Host, len(entries))
-	for i, e := range entries {
-		hosts[i] = e.Host
-	}
-	return hosts, nil
-}
-
-func parseHostList(path string, data []byte, defaults SSH) ([]listedHost, []error) {
-	var (
-		entries []listedHost
-		errs    []error
-		seen    = map[string]int{}
-	)
+// line does not give. Every problem goes to ps, naming path and line;
+// the entries returned are the good ones.
+func parseHostList(path string, data []byte, defaults SSH, ps *yamlconf.Problems) []listedHost {
+	var entries []listedHost
+	seen := map[string]int{}
 	for i, line := range strings.Split(string(data), "\n") {
 		n := i + 1
 		e, err := parseHostLine(line, defaults)
 		if err != nil {
-			errs = append(errs, &Error{File: path, Line: n, Msg: err.Error()})
+			ps.Addf(path, n, "%v", err)
 			continue
 		}
 		if e == nil {
 			continue
 		}
 		if first, ok := seen[e.Name]; ok {
-			errs = append(errs, &Error{File: path, Line: n, Msg: fmt.Sprintf("duplicate entry %q (first on line %d)", e.Name, first)})
+			ps.Addf(path, n, "duplicate entry %q (first on line %d)", e.Name, first)
 			continue
 		}
 		seen[e.Name] = n
 		e.line = n
 		entries = append(entries, *e)
 	}
-	return entries, errs
+	return entries
 }
 
 // parseHostLine parses one line; it returns nil for a blank or comment line.
@@ -92,7 +79,7 @@ func parseHostLine(line string, defaults SSH) (*listedHost, error) {
 			return nil, fmt.Errorf("bad entry %q: missing ']'", line)
 		}
 		host = rest[1:end]
-		if a, err := parseIP(host); err != nil || !a.Is6() {
+		if a, err := yamlconf.ParseIP(host); err != nil || !a.Is6() {
 			return nil, fmt.Errorf("bad address %q: brackets must hold an IPv6 address", rest[:end+1])
 		}
 		if after := rest[end+1:]; after != "" {
@@ -103,19 +90,19 @@ func parseHostLine(line string, defaults SSH) (*listedHost, error) {
 		}
 	case strings.Count(rest, ":") > 1:
 		host = rest
-		if a, err := parseIP(host); err != nil || !a.Is6() {
+		if a, err := yamlconf.ParseIP(host); err != nil || !a.Is6() {
 			return nil, fmt.Errorf("bad address %q: write IPv6 as [addr]:port or a bare address without port", rest)
 		}
 	default:
 		host, port, hasPort = strings.Cut(rest, ":")
-		addr, err := checkAddress(host)
+		addr, err := yamlconf.CheckAddress(host)
 		if err != nil {
 			return nil, fmt.Errorf("bad address %q: %v", host, err)
 		}
 		host = addr
 	}
 	if hasPort {
-		p, err := parsePort(port)
+		p, err := yamlconf.ParsePort(port)
 		if err != nil {
 			return nil, err
 		}

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/certpush/certpush/internal/verify"
+	"github.com/certpush/certpush/internal/yamlconf"
 )
 
 // Install modes of a certificate: run certnode over the push connection,
@@ -57,19 +58,9 @@ var KeyTypes = []string{"ec256", "ec384", "rsa2048", "rsa4096"}
 // for a name that is not configured.
 var ErrUnknownCert = errors.New("unknown certificate")
 
-// Error is one problem in a configuration or host-list file.
-type Error struct {
-	File string // path of the file, as given or resolved from the config
-	Line int    // 1-based; 0 when not known
-	Msg  string
-}
-
-func (e *Error) Error() string {
-	if e.Line > 0 {
-		return fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Msg)
-	}
-	return fmt.Sprintf("%s: %s", e.File, e.Msg)
-}
+// Error is one problem in a configuration or host-list file: the one
+// config error type, shared with certnode's configuration.
+type Error = yamlconf.Error
 
 // Config is a parsed and validated management configuration. Relative
 // paths in the file are resolved against the file's directory.
@@ -98,14 +89,17 @@ type SSH struct {
 
 // ACME holds the ACME account and client settings.
 type ACME struct {
-	Directory               string
-	Email                   string
-	CAFile                  string // extra PEM roots for the ACME server only
-	EAB                     *EAB
-	KeyType                 string
-	PreferredChain          string
-	DNSResolvers            []string // host:port
-	PropagationTimeout      time.Duration
+	Directory          string
+	Email              string
+	CAFile             string // extra PEM roots for the ACME server only
+	EAB                *EAB
+	KeyType            string
+	PreferredChain     string
+	DNSResolvers       []string // host:port
+	PropagationTimeout time.Duration
+	// DisablePropagationCheck skips the DNS-01 check on the zone's
+	// authoritative name servers: only DNSResolvers (or a challenge's
+	// resolvers) are asked (acme.Challenge.DisablePropagationCheck).
 	DisablePropagationCheck bool
 }
 

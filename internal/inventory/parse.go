@@ -1,18 +1,13 @@
 package inventory
 
 import (
-	"cmp"
 	"encoding/base64"
-	"errors"
 	"fmt"
-	"io"
 	"net/url"
-	"os"
 	"path"
 	"path/filepath"
 	"slices"
 	"strings"
-	"time"
 
 	"gopkg.in/yaml.v3"
 
@@ -20,13 +15,14 @@ import (
 	"github.com/certpush/certpush/internal/yamlconf"
 )
 
-// MaxHostListSize bounds a host-list file.
-const MaxHostListSize = 4 << 20
+// MaxFileSize bounds the configuration file and every host-list file:
+// room for tens of thousands of hosts.
+const MaxFileSize = 4 << 20
 
 // Load reads the configuration file at path, parses and validates it, and
 // reads the host-list files it names. See Parse.
 func Load(path string) (*Config, error) {
-	data, err := os.ReadFile(path)
+	data, err := yamlconf.ReadFile(path, MaxFileSize)
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
 	}
@@ -37,52 +33,34 @@ func Load(path string) (*Config, error) {
 // from path: relative paths are resolved against path's directory, and
 // host-list files are read from disk. Every problem is reported as an
 // *Error naming the file and line; all of them are joined with
-// errors.Join.
+// errors.Join, those of the configuration first.
 func Parse(path string, data []byte) (*Config, error) {
-	p := &parser{file: path, dir: filepath.Dir(path), rank: map[string]int{path: 0}}
-	p.Checker = yamlconf.Checker{Report: p.report}
+	p := &parser{yamlconf.Checker{File: path}}
 	cfg := p.parse(data)
-	if len(p.errs) > 0 {
-		slices.SortStableFunc(p.errs, func(a, b *Error) int {
-			return cmp.Or(cmp.Compare(p.rank[a.File], p.rank[b.File]), yamlconf.CompareLines(a.Line, b.Line))
-		})
-		errs := make([]error, len(p.errs))
-		for i, e := range p.errs {
-			errs[i] = e
-		}
-		return nil, errors.Join(errs...)
+	if err := p.Err(); err != nil {
+		return nil, err
 	}
 	return cfg, nil
 }
 
 type parser struct {
 	yamlconf.Checker
-	file string
-	dir  string
-	errs []*Error
-	rank map[string]int // order in which files are reported
 }
 
-func (p *parser) report(line int, msg string) {
-	p.errs = append(p.errs, &Error{File: p.file, Line: line, Msg: msg})
-}
-
-func (p *parser) add(errs []error) {
-	for _, err := range errs {
-		var e *Error
-		if !errors.As(err, &e) {
-			e = &Error{File: p.file, Msg: err.Error()}
-		}
-		if _, ok := p.rank[e.File]; !ok {
-			p.rank[e.File] = len(p.rank)
-		}
-		p.errs = append(p.errs, e)
-	}
-}
+// Known keys of each section, for suggestions when a key is misspelt.
+var (
+	topKeys       = []string{"state_dir", "ssh", "acme", "certs", "hosts"}
+	sshKeys       = []string{"user", "port", "identity", "known_hosts", "parallel", "timeout", "connect_timeout", "incoming", "command"}
+	acmeKeys      = []string{"directory", "email", "ca_file", "eab", "key_type", "preferred_chain", "dns_resolvers", "propagation_timeout", "disable_propagation_check"}
+	eabKeys       = []string{"kid", "hmac_key"}
+	hostKeys      = []string{"address", "port", "user", "groups", "verify", "incoming", "command", "webroot"}
+	certKeys      = []string{"domains", "hosts", "hosts_file", "install", "canary", "verify_sni", "verify_ports", "renew_before", "key_type", "preferred_chain", "challenge"}
+	challengeKeys = []string{"type", "provider", "mode", "webroot", "address", "resolvers", "propagation_timeout"}
+)
 
 func (p *parser) parse(data []byte) *Config {
 	cfg := &Config{
-		Path:     p.file,
+		Path:     p.File,
 		StateDir: DefaultStateDir,
 		SSH: SSH{
 			User:           DefaultUser,
@@ -109,7 +87,7 @@ func (p *parser) parse(data []byte) *Config {
 	for _, f := range p.Pairs(root, "") {
 		switch f.Key.Value {
 		case "state_dir":
-			if s, ok := p.path(f.Val, "state_dir"); ok {
+			if s, ok := p.Path(f.Val, "state_dir"); ok {
 				cfg.StateDir = s
 			}
 		case "ssh":
@@ -121,7 +99,7 @@ func (p *parser) parse(data []byte) *Config {
 		case "hosts":
 			hostsVal = f.Val
 		default:
-			p.Unknown(f.Key, "", nil)
+			p.Unknown(f.Key, "", topKeys)
 		}
 	}
 	if cfg.SSH.KnownHosts == "" {
@@ -130,116 +108,6 @@ func (p *parser) parse(data []byte) *Config {
 	groups := p.hosts(hostsVal, cfg)
 	p.certs(certsKey, certsVal, cfg, groups)
 	return cfg
-}
-
-// path is NonEmpty, resolved against the config file's directory.
-func (p *parser) path(n *yaml.Node, key string) (string, bool) {
-	s, ok := p.NonEmpty(n, key)
-	if !ok {
-		return "", false
-	}
-	if !filepath.IsAbs(s) {
-		s = filepath.Join(p.dir, s)
-	}
-	return s, true
-}
-
-func (p *parser) integer(n *yaml.Node, key string) (int, bool) {
-	s, ok := p.Scalar(n, key)
-	if !ok {
-		return 0, false
-	}
-	var v int
-	if s.ShortTag() != "!!int" || s.Decode(&v) != nil {
-		p.Errorf(s, "%s: want an integer, got %s", key, yamlconf.Describe(s))
-		return 0, false
-	}
-	return v, true
-}
-
-func (p *parser) port(n *yaml.Node, key string) (int, bool) {
-	v, ok := p.integer(n, key)
-	if ok && (v < 1 || v > 65535) {
-		p.Errorf(yamlconf.Deref(n), "%s: %d out of range 1..65535", key, v)
-		return 0, false
-	}
-	return v, ok
-}
-
-func (p *parser) boolean(n *yaml.Node, key string) (bool, bool) {
-	s, ok := p.Scalar(n, key)
-	if !ok {
-		return false, false
-	}
-	var v bool
-	if s.ShortTag() != "!!bool" || s.Decode(&v) != nil {
-		p.Errorf(s, "%s: want true or false, got %s", key, yamlconf.Describe(s))
-		return false, false
-	}
-	return v, true
-}
-
-// duration parses a Go duration (90s, 15m, 720h); negative ones are
-// reported, and with positive so is zero.
-func (p *parser) duration(n *yaml.Node, key string, positive bool) (time.Duration, bool) {
-	s, ok := p.Scalar(n, key)
-	if !ok {
-		return 0, false
-	}
-	d, err := time.ParseDuration(s.Value)
-	if err != nil || yamlconf.IsNull(s) {
-		p.Errorf(s, "%s: bad duration %s (write e.g. 90s, 15m, 720h)", key, yamlconf.Describe(s))
-		return 0, false
-	}
-	if d < 0 || positive && d == 0 {
-		p.Errorf(s, "%s: duration %s must be positive", key, s.Value)
-		return 0, false
-	}
-	return d, true
-}
-
-// list returns the scalar items of a sequence, none of them empty; null
-// is an empty list.
-func (p *parser) list(n *yaml.Node, key string) ([]*yaml.Node, bool) {
-	items, ok := p.Seq(n, key)
-	if !ok {
-		return nil, false
-	}
-	var out []*yaml.Node
-	for i, e := range items {
-		item := fmt.Sprintf("%s[%d]", key, i)
-		s, good := p.Text(e, item)
-		if good && s == "" {
-			p.Errorf(yamlconf.Deref(e), "%s: must not be empty", item)
-			good = false
-		}
-		if !good {
-			ok = false
-			continue
-		}
-		out = append(out, yamlconf.Deref(e))
-	}
-	return out, ok
-}
-
-func values(nodes []*yaml.Node) []string {
-	out := make([]string, len(nodes))
-	for i, n := range nodes {
-		out[i] = n.Value
-	}
-	return out
-}
-
-// endpoints is a list of host:port.
-func (p *parser) endpoints(n *yaml.Node, key string) ([]string, bool) {
-	items, ok := p.list(n, key)
-	for _, it := range items {
-		if err := checkEndpoint(it.Value, false); err != nil {
-			p.Errorf(it, "%s: %v", key, err)
-			ok = false
-		}
-	}
-	return values(items), ok
 }
 
 func (p *parser) ssh(n *yaml.Node, s *SSH) {
@@ -251,19 +119,19 @@ func (p *parser) ssh(n *yaml.Node, s *SSH) {
 				s.User = v
 			}
 		case "port":
-			if v, ok := p.port(f.Val, key); ok {
+			if v, ok := p.Port(f.Val, key); ok {
 				s.Port = v
 			}
 		case "identity":
-			if v, ok := p.path(f.Val, key); ok {
+			if v, ok := p.Path(f.Val, key); ok {
 				s.Identity = v
 			}
 		case "known_hosts":
-			if v, ok := p.path(f.Val, key); ok {
+			if v, ok := p.Path(f.Val, key); ok {
 				s.KnownHosts = v
 			}
 		case "parallel":
-			if v, ok := p.integer(f.Val, key); ok {
+			if v, ok := p.Int(f.Val, key); ok {
 				if v < 1 {
 					p.Errorf(yamlconf.Deref(f.Val), "%s: must be at least 1, got %d", key, v)
 				} else {
@@ -271,11 +139,11 @@ func (p *parser) ssh(n *yaml.Node, s *SSH) {
 				}
 			}
 		case "timeout":
-			if v, ok := p.duration(f.Val, key, true); ok {
+			if v, ok := p.Duration(f.Val, key); ok {
 				s.Timeout = v
 			}
 		case "connect_timeout":
-			if v, ok := p.duration(f.Val, key, true); ok {
+			if v, ok := p.Duration(f.Val, key); ok {
 				s.ConnectTimeout = v
 			}
 		case "incoming":
@@ -287,7 +155,7 @@ func (p *parser) ssh(n *yaml.Node, s *SSH) {
 				s.Command = v
 			}
 		default:
-			p.Unknown(f.Key, "ssh", nil)
+			p.Unknown(f.Key, "ssh", sshKeys)
 		}
 	}
 }
@@ -339,7 +207,7 @@ func (p *parser) acme(n *yaml.Node, a *ACME) {
 			}
 			a.Email = v
 		case "ca_file":
-			if v, ok := p.path(f.Val, key); ok {
+			if v, ok := p.Path(f.Val, key); ok {
 				a.CAFile = v
 			}
 		case "eab":
@@ -353,19 +221,19 @@ func (p *parser) acme(n *yaml.Node, a *ACME) {
 				a.PreferredChain = v
 			}
 		case "dns_resolvers":
-			if v, ok := p.endpoints(f.Val, key); ok {
+			if v, ok := p.Endpoints(f.Val, key); ok {
 				a.DNSResolvers = v
 			}
 		case "propagation_timeout":
-			if v, ok := p.duration(f.Val, key, true); ok {
+			if v, ok := p.Duration(f.Val, key); ok {
 				a.PropagationTimeout = v
 			}
 		case "disable_propagation_check":
-			if v, ok := p.boolean(f.Val, key); ok {
+			if v, ok := p.Bool(f.Val, key); ok {
 				a.DisablePropagationCheck = v
 			}
 		default:
-			p.Unknown(f.Key, "acme", nil)
+			p.Unknown(f.Key, "acme", acmeKeys)
 		}
 	}
 }
@@ -397,7 +265,7 @@ func (p *parser) eab(keyNode, n *yaml.Node) *EAB {
 			}
 			e.HMACKey = v
 		default:
-			p.Unknown(f.Key, "acme.eab", nil)
+			p.Unknown(f.Key, "acme.eab", eabKeys)
 		}
 	}
 	if e.KID == "" || e.HMACKey == "" {
@@ -429,13 +297,13 @@ func (p *parser) hosts(n *yaml.Node, cfg *Config) map[string][]*yaml.Node {
 					hasAddress = true // reported already
 					break
 				}
-				a, err := checkAddress(v)
+				a, err := yamlconf.CheckAddress(v)
 				if err != nil {
 					p.Errorf(yamlconf.Deref(g.Val), "%s: bad address %q: %v", key, v, err)
 				}
 				h.Address, hasAddress = a, true
 			case "port":
-				if v, ok := p.port(g.Val, key); ok {
+				if v, ok := p.Port(g.Val, key); ok {
 					h.Port = v
 				}
 			case "user":
@@ -443,7 +311,7 @@ func (p *parser) hosts(n *yaml.Node, cfg *Config) map[string][]*yaml.Node {
 					h.User = v
 				}
 			case "groups":
-				items, _ := p.list(g.Val, key)
+				items, _ := p.Items(g.Val, key)
 				for _, it := range items {
 					if err := checkHostName(it.Value); err != nil {
 						p.Errorf(it, "%s: bad group name: %v", key, err)
@@ -456,7 +324,7 @@ func (p *parser) hosts(n *yaml.Node, cfg *Config) map[string][]*yaml.Node {
 					groups[it.Value] = append(groups[it.Value], it)
 				}
 			case "verify":
-				if v, ok := p.endpoints(g.Val, key); ok {
+				if v, ok := p.Endpoints(g.Val, key); ok {
 					h.Verify = v
 				}
 			case "incoming":
@@ -475,7 +343,7 @@ func (p *parser) hosts(n *yaml.Node, cfg *Config) map[string][]*yaml.Node {
 					h.Webroot = path.Clean(v)
 				}
 			default:
-				p.Unknown(g.Key, where, nil)
+				p.Unknown(g.Key, where, hostKeys)
 			}
 		}
 		if !hasAddress {
@@ -484,6 +352,12 @@ func (p *parser) hosts(n *yaml.Node, cfg *Config) map[string][]*yaml.Node {
 		*h = cfg.withDefaults(*h)
 		cfg.Hosts[name] = h
 	}
+	p.groupClashes(groups, cfg)
+	return groups
+}
+
+// groupClashes reports every mention of a group that has a host's name.
+func (p *parser) groupClashes(groups map[string][]*yaml.Node, cfg *Config) {
 	for g, nodes := range groups {
 		if _, ok := cfg.Hosts[g]; ok {
 			for _, n := range nodes {
@@ -491,7 +365,6 @@ func (p *parser) hosts(n *yaml.Node, cfg *Config) map[string][]*yaml.Node {
 			}
 		}
 	}
-	return groups
 }
 
 func (p *parser) certs(keyNode, n *yaml.Node, cfg *Config, groups map[string][]*yaml.Node) {
@@ -526,24 +399,13 @@ func (p *parser) cert(keyNode, n *yaml.Node, cfg *Config, groups map[string][]*y
 		switch f.Key.Value {
 		case "domains":
 			domainsKey = f.Key
-			items, ok := p.list(f.Val, key)
-			for _, it := range items {
-				d, err := checkDomain(it.Value)
-				if err != nil {
-					p.Errorf(it, "%s: %v", key, err)
-					continue
-				}
-				if slices.Contains(c.Domains, d) {
-					p.Errorf(it, "%s: duplicate domain %q", key, d)
-					continue
-				}
-				c.Domains = append(c.Domains, d)
-			}
-			if ok && len(items) == 0 {
+			d, ok := p.Domains(f.Val, key)
+			c.Domains = d
+			if ok && len(d) == 0 {
 				p.Errorf(f.Key, "%s: must list at least one domain", key)
 			}
 		case "hosts":
-			items, _ := p.list(f.Val, key)
+			items, _ := p.Items(f.Val, key)
 			for _, it := range items {
 				_, isHost := cfg.Hosts[it.Value]
 				_, isGroup := groups[it.Value]
@@ -556,7 +418,7 @@ func (p *parser) cert(keyNode, n *yaml.Node, cfg *Config, groups map[string][]*y
 				}
 			}
 		case "hosts_file":
-			v, ok := p.path(f.Val, key)
+			v, ok := p.Path(f.Val, key)
 			if !ok {
 				hostsFileOK = false
 				break
@@ -566,32 +428,20 @@ func (p *parser) cert(keyNode, n *yaml.Node, cfg *Config, groups map[string][]*y
 				hostsFileOK = false
 			}
 		case "install":
-			v, ok := p.Text(f.Val, key)
-			if !ok {
-				break
+			if v, ok := p.installMode(f.Val, key); ok {
+				c.Install = v
 			}
-			if v != InstallNow && v != InstallCron {
-				p.Errorf(yamlconf.Deref(f.Val), "%s: unknown install mode %q (use %s or %s)", key, v, InstallNow, InstallCron)
-				break
-			}
-			c.Install = v
 		case "canary":
-			canary, _ = p.list(f.Val, key)
+			canary, _ = p.Items(f.Val, key)
 			canaryKey = key
 		case "verify_sni":
-			v, ok := p.Text(f.Val, key)
-			if !ok || v == "" {
-				break
+			if v, ok := p.ServerName(f.Val, key); ok {
+				c.VerifySNI = v
 			}
-			if err := checkDNSName(v, false); err != nil {
-				p.Errorf(yamlconf.Deref(f.Val), "%s: bad server name %q: %v", key, v, err)
-				break
-			}
-			c.VerifySNI = strings.ToLower(v)
 		case "verify_ports":
 			c.VerifyPorts = p.ports(f.Val, key)
 		case "renew_before":
-			if v, ok := p.duration(f.Val, key, false); ok {
+			if v, ok := p.DurationOrZero(f.Val, key); ok {
 				c.RenewBefore = v
 			}
 		case "key_type":
@@ -605,14 +455,21 @@ func (p *parser) cert(keyNode, n *yaml.Node, cfg *Config, groups map[string][]*y
 		case "challenge":
 			c.Challenge = p.challenge(f.Key, f.Val, key)
 		default:
-			p.Unknown(f.Key, where, nil)
+			p.Unknown(f.Key, where, certKeys)
 		}
 	}
 	if domainsKey == nil {
 		p.Errorf(keyNode, "%s: domains is required: list the names the certificate covers", where)
 	}
 
-	// Canary hosts are host names among the cert's hosts.
+	p.canary(c, canary, canaryKey, hostsFileOK, cfg, groups)
+	return c
+}
+
+// canary checks the canary entries of c (under key), which name hosts
+// among its hosts, and keeps them in c.Canary.
+func (p *parser) canary(c *Cert, canary []*yaml.Node, canaryKey string, hostsFileOK bool, cfg *Config, groups map[string][]*yaml.Node) {
+	name := c.Name
 	members := map[string]bool{}
 	for _, h := range cfg.resolve(c) {
 		members[h.Name] = true
@@ -633,22 +490,32 @@ func (p *parser) cert(keyNode, n *yaml.Node, cfg *Config, groups map[string][]*y
 			p.Errorf(it, "%s: unknown host %q", canaryKey, it.Value)
 		}
 	}
-	return c
+}
+
+// installMode reads InstallNow or InstallCron.
+func (p *parser) installMode(n *yaml.Node, key string) (string, bool) {
+	v, ok := p.Text(n, key)
+	if ok && v != InstallNow && v != InstallCron {
+		p.Errorf(yamlconf.Deref(n), "%s: unknown install mode %q (use %s or %s)", key, v, InstallNow, InstallCron)
+		return "", false
+	}
+	return v, ok
 }
 
 // hostsFile reads and parses a cert's host list, merging entries that name
 // a configured host.
 func (p *parser) hostsFile(n *yaml.Node, key string, c *Cert, cfg *Config, groups map[string][]*yaml.Node) bool {
-	data, err := readHostList(c.HostsFile)
+	data, err := yamlconf.ReadFile(c.HostsFile, MaxFileSize)
 	if err != nil {
-		p.Errorf(n, "%s: %v", key, err)
+		p.Errorf(n, "%s: read host list: %v", key, err)
 		return false
 	}
-	entries, errs := parseHostList(c.HostsFile, data, cfg.SSH)
+	before := p.Len()
+	entries := parseHostList(c.HostsFile, data, cfg.SSH, &p.Problems)
 	merged := map[string]int{} // configured host name -> line
 	for _, e := range entries {
 		if _, ok := groups[e.Name]; ok && cfg.Hosts[e.Name] == nil {
-			errs = append(errs, &Error{File: c.HostsFile, Line: e.line, Msg: fmt.Sprintf("%q is a group name, not a host", e.Name)})
+			p.Addf(c.HostsFile, e.line, "%q is a group name, not a host", e.Name)
 			continue
 		}
 		h := e.Host
@@ -660,7 +527,7 @@ func (p *parser) hostsFile(n *yaml.Node, key string, c *Cert, cfg *Config, group
 		}
 		if ok {
 			if first, dup := merged[conf.Name]; dup {
-				errs = append(errs, &Error{File: c.HostsFile, Line: e.line, Msg: fmt.Sprintf("host %q already listed on line %d", conf.Name, first)})
+				p.Addf(c.HostsFile, e.line, "host %q already listed on line %d", conf.Name, first)
 				continue
 			}
 			merged[conf.Name] = e.line
@@ -674,41 +541,14 @@ func (p *parser) hostsFile(n *yaml.Node, key string, c *Cert, cfg *Config, group
 		}
 		c.listed = append(c.listed, h)
 	}
-	p.add(errs)
-	return len(errs) == 0
-}
-
-func readHostList(name string) ([]byte, error) {
-	fi, err := os.Stat(name)
-	if err != nil {
-		return nil, fmt.Errorf("read host list: %w", err)
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("read host list: %s is not a regular file", name)
-	}
-	if fi.Size() > MaxHostListSize {
-		return nil, fmt.Errorf("read host list: %s is larger than %d bytes", name, MaxHostListSize)
-	}
-	f, err := os.Open(name)
-	if err != nil {
-		return nil, fmt.Errorf("read host list: %w", err)
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, MaxHostListSize+1))
-	if err != nil {
-		return nil, fmt.Errorf("read host list: %w", err)
-	}
-	if len(data) > MaxHostListSize {
-		return nil, fmt.Errorf("read host list: %s is larger than %d bytes", name, MaxHostListSize)
-	}
-	return data, nil
+	return p.Len() == before
 }
 
 func (p *parser) ports(n *yaml.Node, key string) []int {
 	items, _ := p.Seq(n, key)
 	var out []int
 	for i, e := range items {
-		if v, ok := p.port(e, fmt.Sprintf("%s[%d]", key, i)); ok && !slices.Contains(out, v) {
+		if v, ok := p.Port(e, fmt.Sprintf("%s[%d]", key, i)); ok && !slices.Contains(out, v) {
 			out = append(out, v)
 		}
 	}
@@ -770,23 +610,31 @@ func (p *parser) challenge(keyNode, n *yaml.Node, where string) *Challenge {
 			if !ok {
 				break
 			}
-			if err := checkEndpoint(v, true); err != nil {
+			if err := yamlconf.CheckEndpoint(v, true); err != nil {
 				p.Errorf(yamlconf.Deref(f.Val), "%s: %v", key, err)
 				break
 			}
 			ch.Address = v
 		case "resolvers":
-			if v, ok := p.endpoints(f.Val, key); ok {
+			if v, ok := p.Endpoints(f.Val, key); ok {
 				ch.Resolvers = v
 			}
 		case "propagation_timeout":
-			if v, ok := p.duration(f.Val, key, true); ok {
+			if v, ok := p.Duration(f.Val, key); ok {
 				ch.PropagationTimeout = v
 			}
 		default:
-			p.Unknown(f.Key, where, nil)
+			p.Unknown(f.Key, where, challengeKeys)
 		}
 	}
+	p.challengeNeeds(keyNode, where, ch, set)
+	return ch
+}
+
+// challengeNeeds reports the keys ch's type and mode need and lacks, and
+// those that do not apply to them (set holds the keys given), and fills
+// in the defaults of the mode.
+func (p *parser) challengeNeeds(keyNode *yaml.Node, where string, ch *Challenge, set map[string]*yaml.Node) {
 	only := func(keys []string, what string) {
 		for _, k := range keys {
 			if kn := set[k]; kn != nil {
@@ -822,7 +670,6 @@ func (p *parser) challenge(keyNode, n *yaml.Node, where string) *Challenge {
 			only([]string{"webroot"}, "mode "+ModeWebrootPush)
 		}
 	}
-	return ch
 }
 
 // validProvider checks the shape of a lego DNS provider code; whether

@@ -339,13 +339,13 @@ hosts:
   h: {address: h.example, verfy: []}
 `,
 			want: []string{
-				`certpush.yaml:1: unknown key "statedir"`,
-				`certpush.yaml:2: unknown key "usr" in ssh`,
+				`certpush.yaml:1: unknown key "statedir" (did you mean "state_dir"?)`,
+				`certpush.yaml:2: unknown key "usr" in ssh (did you mean "user"?)`,
 				`certpush.yaml:3: unknown key "x" in acme.eab`,
-				`certpush.yaml:3: unknown key "mail" in acme`,
-				`certpush.yaml:7: unknown key "hostz" in certs.example.com`,
-				`certpush.yaml:8: unknown key "zone" in certs.example.com.challenge`,
-				`certpush.yaml:10: unknown key "verfy" in hosts.h`,
+				`certpush.yaml:3: unknown key "mail" in acme (did you mean "email"?)`,
+				`certpush.yaml:7: unknown key "hostz" in certs.example.com (did you mean "hosts"?)`,
+				`certpush.yaml:8: unknown key "zone" in certs.example.com.challenge (did you mean "mode"?)`,
+				`certpush.yaml:10: unknown key "verfy" in hosts.h (did you mean "verify"?)`,
 			},
 		},
 		{
@@ -390,8 +390,8 @@ hosts: [a]
 				`certpush.yaml:5: ssh.user: bad user "a b": holds ' '`,
 				"certpush.yaml:6: ssh.port: 70000 out of range 1..65535",
 				"certpush.yaml:7: ssh.parallel: must be at least 1, got 0",
-				`certpush.yaml:8: ssh.timeout: bad duration "60" (write e.g. 90s, 15m, 720h)`,
-				"certpush.yaml:9: ssh.connect_timeout: duration -1s must be positive",
+				`certpush.yaml:8: ssh.timeout: want a positive duration such as 90s, 15m or 720h, got "60"`,
+				"certpush.yaml:9: ssh.connect_timeout: want a positive duration such as 90s, 15m or 720h, got \"-1s\"",
 				"certpush.yaml:10: ssh.incoming: must not be empty",
 				"certpush.yaml:11: ssh.identity: must not be empty",
 			},
@@ -412,9 +412,9 @@ hosts: [a]
 				`certpush.yaml:7: acme.key_type: unknown key type "ed25519" (use ec256, ec384, rsa2048, rsa4096)`,
 				"certpush.yaml:8: acme.eab.hmac_key: not base64url",
 				"certpush.yaml:8: acme.eab: kid and hmac_key are both required",
-				`certpush.yaml:9: acme.dns_resolvers: bad address "127.0.0.1": want host:port`,
+				`certpush.yaml:9: acme.dns_resolvers: bad address "127.0.0.1": want host:port ([::1]:443 for IPv6)`,
 				`certpush.yaml:9: acme.dns_resolvers: bad address "[::1]:0": port 0 out of range 1..65535`,
-				`certpush.yaml:10: acme.propagation_timeout: bad duration "2 minutes" (write e.g. 90s, 15m, 720h)`,
+				`certpush.yaml:10: acme.propagation_timeout: want a positive duration such as 90s, 15m or 720h, got "2 minutes"`,
 			},
 		},
 		{
@@ -449,7 +449,7 @@ hosts: [a]
 				`certpush.yaml:5: certs.a.example.verify_sni: bad server name "*.a.example": label "*" holds '*'`,
 				"certpush.yaml:6: certs.a.example.verify_ports[1]: 0 out of range 1..65535",
 				`certpush.yaml:6: certs.a.example.verify_ports[2]: want an integer, got "https"`,
-				`certpush.yaml:7: certs.a.example.renew_before: bad duration "soon" (write e.g. 90s, 15m, 720h)`,
+				`certpush.yaml:7: certs.a.example.renew_before: want 0 or a positive duration such as 90s, 15m or 720h, got "soon"`,
 				`certpush.yaml:8: certs.a.example.key_type: unknown key type "rsa1024" (use ec256, ec384, rsa2048, rsa4096)`,
 				"certpush.yaml:10: certs.b.example.domains: must list at least one domain",
 				"certpush.yaml:11: certs.c.example: domains is required: list the names the certificate covers",
@@ -494,7 +494,7 @@ hosts:
 				`certpush.yaml:7: hosts.web-01.user: bad user "a@b": holds '@'`,
 				`certpush.yaml:8: hosts.web-01.groups: bad group name: name "a,b" holds ',': use printable ASCII without spaces, ',', '@' or '#'`,
 				`certpush.yaml:8: group "web-02" has the name of a host; rename one of them`,
-				`certpush.yaml:9: hosts.web-01.verify: bad address "10.0.0.1": want host:port`,
+				`certpush.yaml:9: hosts.web-01.verify: bad address "10.0.0.1": want host:port ([::1]:443 for IPv6)`,
 				`certpush.yaml:9: hosts.web-01.verify: bad address "h.example:https": bad port "https"`,
 				`certpush.yaml:9: hosts.web-01.verify: bad address "a b:443": label "a b" holds ' '`,
 				`certpush.yaml:11: hosts.web-02.address: bad address "10.0.0.1:22": not an IP address, and a host name has no ':' (give the port separately)`,
@@ -535,7 +535,7 @@ hosts:
 				"certpush.yaml:13: certs.d.challenge.provider: only applies to dns-01",
 				"certpush.yaml:13: certs.d.challenge.resolvers: only applies to dns-01",
 				"certpush.yaml:13: certs.d.challenge: webroot is required for http-01 mode webroot-push (the directory served at /.well-known/acme-challenge/ is <webroot>/.well-known/acme-challenge/)",
-				`certpush.yaml:16: certs.e.challenge.address: bad address "nowhere": want host:port`,
+				`certpush.yaml:16: certs.e.challenge.address: bad address "nowhere": want host:port ([::1]:443 for IPv6)`,
 				"certpush.yaml:16: certs.e.challenge.webroot: only applies to mode webroot-push",
 				`certpush.yaml:19: certs.f.challenge.mode: unknown mode "push" (use webroot-push or standalone)`,
 				`certpush.yaml:19: certs.f.challenge.webroot: "www" must be an absolute path (a directory on every host)`,
@@ -621,6 +621,15 @@ hosts:
 	_, err = Parse(cfgPath, []byte(data))
 	if got := errorLines(t, err); len(got) != 1 || !strings.Contains(got[0], "is not a regular file") {
 		t.Errorf("errors: %q", got)
+	}
+
+	// A host list over the size limit is refused, naming the file.
+	write("lists/big", strings.Repeat("#", MaxFileSize+1))
+	data = "certs:\n  a:\n    domains: [a.example]\n    hosts_file: lists/big\n"
+	_, err = Parse(cfgPath, []byte(data))
+	want = []string{cfgPath + ":4: certs.a.hosts_file: read host list: " + filepath.Join(dir, "lists", "big") + " is larger than the limit of 4 MiB"}
+	if got := errorLines(t, err); !reflect.DeepEqual(got, want) {
+		t.Errorf("errors: %q, want %q", got, want)
 	}
 }
 

@@ -1,12 +1,17 @@
 // Package yamlconf checks configuration files written in YAML, one value
 // at a time, so that a file with several mistakes is reported in full:
-// values are read from the yaml.Node tree, and each problem found goes to
-// a Checker's Report function, with its line, instead of ending the parse.
+// values are read from the yaml.Node tree, and each problem found is
+// recorded by a Checker, with its file and line, instead of ending the
+// parse. Checker.Err then returns them all as one error of *Error values.
+//
+// The typed readers (Int, Port, Bool, Duration, Path, Items, Endpoints,
+// Domains, ServerName) hold the one wording of each message; the checks
+// under them (CheckDNSName, CheckAddress, CheckEndpoint, ParsePort) serve
+// files that are not YAML, such as host lists.
 package yamlconf
 
 import (
 	"bytes"
-	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -17,18 +22,30 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-// Checker reads values out of YAML nodes and reports what is wrong with
-// them. Its zero value is not usable: Report must be set.
+// Checker reads values out of the YAML nodes of File and records what is
+// wrong with them, as Problems in File. Problems of other files it names
+// (host lists) may be added with Addf; Err reports File's first.
 type Checker struct {
-	// Report receives each problem: the line it is on (0 when it is
-	// about the file as a whole) and a message.
-	Report func(line int, msg string)
+	// File is the file the nodes come from, named in every problem;
+	// relative paths in it are resolved against its directory.
+	File string
 
 	// NoMerge makes Pairs refuse YAML merge keys (<<) instead of
 	// applying them; MergeHint, when set, is appended to the refusal.
 	NoMerge   bool
 	MergeHint string
+
+	Problems
 }
+
+// Err returns nil when nothing was wrong, else every problem as an
+// *Error, joined with errors.Join: those of File first, then those of
+// other files in the order they were first named, each file's in line
+// order.
+func (c *Checker) Err() error { return c.Problems.sorted(c.File) }
+
+// report records a problem of File at line (0 for the file as a whole).
+func (c *Checker) report(line int, msg string) { c.Addf(c.File, line, "%s", msg) }
 
 // Pair is one key of a mapping, a plain string, and its value.
 type Pair struct{ Key, Val *yaml.Node }
@@ -39,7 +56,7 @@ func (c *Checker) Errorf(n *yaml.Node, format string, args ...any) {
 	if n != nil {
 		line = n.Line
 	}
-	c.Report(line, fmt.Sprintf(format, args...))
+	c.Addf(c.File, line, format, args...)
 }
 
 var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
@@ -50,10 +67,10 @@ func (c *Checker) syntaxError(err error) {
 	msg := err.Error()
 	if m := yamlLine.FindStringSubmatch(msg); m != nil {
 		line, _ := strconv.Atoi(m[1])
-		c.Report(line, m[2])
+		c.report(line, m[2])
 		return
 	}
-	c.Report(0, strings.TrimPrefix(msg, "yaml: "))
+	c.report(0, strings.TrimPrefix(msg, "yaml: "))
 }
 
 // Document decodes data, which must hold at most one YAML document, and
@@ -78,19 +95,6 @@ func (c *Checker) Document(data []byte) (*yaml.Node, bool) {
 		return doc.Content[0], true
 	}
 	return nil, true
-}
-
-// CompareLines orders problems by line, for reports: ascending, those
-// without a line (0, about the file as a whole) last. It returns a
-// negative number, zero or a positive number, as cmp.Compare does.
-func CompareLines(a, b int) int {
-	if (a == 0) != (b == 0) {
-		if a == 0 {
-			return 1
-		}
-		return -1
-	}
-	return cmp.Compare(a, b)
 }
 
 // Deref follows aliases to the node they name; it gives up on a chain
