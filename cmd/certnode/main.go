@@ -390,6 +390,9 @@ func cmdCheck(_ context.Context, e *env, args []string) error {
 		}
 	}
 	if *asJSON {
+		if st == nil {
+			st = []install.Status{}
+		}
 		if err := writeJSON(e.stdout, struct {
 			Certs []install.Status `json:"certs"`
 		}{st}); err != nil {
