@@ -25,16 +25,17 @@ import (
 
 	"github.com/certpush/certpush/internal/bundle"
 	"github.com/certpush/certpush/internal/verify"
+	"github.com/certpush/certpush/internal/wire"
 )
 
-// Results of installing one certificate.
+// Results of installing one certificate: the wire contract's values.
 const (
-	Installed  = "installed"   // the new bundle is live, reloaded and verified
-	Unchanged  = "unchanged"   // the candidate is what is installed already
-	Nothing    = "nothing"     // no bundle waiting in incoming
-	Refused    = "refused"     // the bundle failed verification; nothing changed
-	RolledBack = "rolled_back" // the test, reload or TLS check failed; the previous version is back
-	Failed     = "failed"      // an error on this host, or a rollback that did not complete
+	Installed  = wire.Installed
+	Unchanged  = wire.Unchanged
+	Nothing    = wire.Nothing
+	Refused    = wire.Refused
+	RolledBack = wire.RolledBack
+	Failed     = wire.Failed
 )
 
 // Errors carried by Result.Err, checked with errors.Is.

@@ -24,7 +24,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -85,33 +84,6 @@ type Fleet struct {
 	wd        *watchdog
 	closeOnce sync.Once
 	closeErr  error
-}
-
-// portsMu guards ports handed out by this process, so that hosts started
-// at the same time never get the same one.
-var (
-	portsMu sync.Mutex
-	given   = map[int]bool{}
-)
-
-// freePort returns a loopback TCP port that nothing listens on now and that
-// this process has not handed out before.
-func freePort() (int, error) {
-	portsMu.Lock()
-	defer portsMu.Unlock()
-	for range 100 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return 0, fmt.Errorf("find free port: %w", err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		l.Close()
-		if !given[port] {
-			given[port] = true
-			return port, nil
-		}
-	}
-	return 0, errors.New("find free port: none left")
 }
 
 // Start creates the fleet's directory and starts every host concurrently.

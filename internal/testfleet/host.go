@@ -177,7 +177,7 @@ func (h *Host) start(ctx context.Context, opts Options, authorized []byte) error
 func (h *Host) startSSHFresh(ctx context.Context) error {
 	var err error
 	for range startAttempts {
-		if h.SSHPort, err = freePort(); err != nil {
+		if h.SSHPort, err = testproc.FreePort(); err != nil {
 			return err
 		}
 		if err = h.writeSSHConfig(); err != nil {
@@ -196,10 +196,10 @@ func (h *Host) startSSHFresh(ctx context.Context) error {
 func (h *Host) startNginxFresh(ctx context.Context) error {
 	var err error
 	for range startAttempts {
-		if h.TLSPort, err = freePort(); err != nil {
+		if h.TLSPort, err = testproc.FreePort(); err != nil {
 			return err
 		}
-		if h.HTTPPort, err = freePort(); err != nil {
+		if h.HTTPPort, err = testproc.FreePort(); err != nil {
 			return err
 		}
 		if err = h.writeNginxConfig(""); err != nil {
