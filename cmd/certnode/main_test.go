@@ -111,7 +111,6 @@ func TestCLIUsage(t *testing.T) {
 		{desc: "missing config", args: []string{"--config", bad + ".none", "status"}, code: 2, stderr: "certnode: hint:"},
 		{desc: "id without name", args: []string{"--config", bad, "install", "--id", "0123456789abcdef"}, code: 2, stderr: "exactly one"},
 		{desc: "bad id", args: []string{"--config", bad, "install", "--id", "x", "a"}, code: 2, stderr: "not a bundle id"},
-		{desc: "pull", args: []string{"pull"}, code: 2, stderr: "not implemented yet"},
 	}
 	for _, tc := range testCases {
 		t.Run(tc.desc, func(t *testing.T) {

@@ -10,112 +10,122 @@ import (
 
 	"github.com/certpush/certpush/internal/acme"
 	"github.com/certpush/certpush/internal/bundle"
+	"github.com/certpush/certpush/internal/cli"
 	"github.com/certpush/certpush/internal/inventory"
 	"github.com/certpush/certpush/internal/push"
 )
 
-func cmdObtain(ctx context.Context, e *env, args []string) error {
-	fs := e.flags("obtain", "NAME [flags]", "Obtain a new certificate for NAME over ACME (even if the current one is valid),\nmake it the current bundle and push it to the certificate's hosts.")
+func (e *env) obtainCommand() *cli.Command {
+	c := &cli.Command{
+		Name:  "obtain",
+		Args:  "NAME",
+		Short: "obtain a certificate over ACME, bundle and push it",
+		Long:  "Obtain a new certificate for NAME over ACME (even if the current one is valid),\nmake it the current bundle and push it to the certificate's hosts.",
+	}
 	var pf pushFlags
-	pf.register(fs)
-	noPush := fs.Bool("no-push", false, "make the bundle but do not push it")
-	names, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
-	e.quietly(pf)
-	if len(names) != 1 {
-		fs.Usage()
-		return usagef("obtain takes one certificate NAME")
-	}
-	cfg, err := e.loadConfig()
-	if err != nil {
-		return err
-	}
-	cert, err := acmeCert(cfg, names[0])
-	if err != nil {
-		return err
-	}
-	if err := e.obtain(ctx, cfg, cert, nil); err != nil {
-		return err
-	}
-	if *noPush {
-		return nil
-	}
-	rep, err := e.pushCert(ctx, cfg, cert.Name, pf)
-	if err != nil {
-		return err
-	}
-	return e.finishPush(cfg, []certReport{rep}, pf)
-}
-
-func cmdRenew(ctx context.Context, e *env, args []string) error {
-	fs := e.flags("renew", "[NAME...] [flags]", `For each ACME certificate (default: all with a challenge), obtain a new one
-when it is due: less than renew_before left (default: a third of its
-lifetime), or inside the CA's renewal window (ARI). A valid certificate is
-never re-issued. Then push every named certificate to the hosts that do
-not have it yet, so hosts that failed before are retried.
-Safe to run from cron or a systemd timer every few hours.`)
-	var pf pushFlags
-	pf.register(fs)
-	names, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
-	e.quietly(pf)
-	cfg, err := e.loadConfig()
-	if err != nil {
-		return err
-	}
-	var certs []*inventory.Cert
-	if len(names) == 0 {
-		for _, n := range cfg.CertOrder {
-			if c := cfg.Certs[n]; c.Challenge != nil {
-				certs = append(certs, c)
-			}
+	pf.register(&c.Flags)
+	noPush := c.Flags.Bool("no-push", false, "make the bundle but do not push it")
+	c.Run = func(ctx context.Context, names []string) error {
+		e.quietly(pf)
+		if len(names) != 1 {
+			return cli.Usagef("obtain takes one certificate NAME")
 		}
-		if len(certs) == 0 {
-			return usagef("no certificate in %s has a challenge: renew only handles ACME certificates", cfg.Path)
+		cfg, err := e.loadConfig()
+		if err != nil {
+			return err
 		}
-	} else {
-		for _, n := range names {
-			c, err := acmeCert(cfg, n)
-			if err != nil {
-				return err
-			}
-			certs = append(certs, c)
+		cert, err := acmeCert(cfg, names[0])
+		if err != nil {
+			return err
 		}
-	}
-	var (
-		reports []certReport
-		failed  []error
-	)
-	for _, cert := range certs {
-		if err := e.renewOne(ctx, cfg, cert); err != nil {
-			e.log.Error("renew failed", "cert", cert.Name, "error", err)
-			fmt.Fprintf(e.stderr, "certpush: %s: renew failed: %v\n", cert.Name, err)
-			var ue usageError
-			if errors.As(err, &ue) {
-				return err
-			}
-			failed = append(failed, err)
+		if err := e.obtain(ctx, cfg, cert, nil); err != nil {
+			return err
 		}
-		// Push whatever is current, renewed or not: hosts that missed
-		// an earlier push catch up.
-		if _, err := e.store(cfg).Current(cert.Name); errors.Is(err, bundle.ErrNoBundle) {
-			continue
+		if *noPush {
+			return nil
 		}
 		rep, err := e.pushCert(ctx, cfg, cert.Name, pf)
 		if err != nil {
 			return err
 		}
-		reports = append(reports, rep)
+		return e.finishPush(cfg, []certReport{rep}, pf)
 	}
-	err = e.finishPush(cfg, reports, pf)
-	if len(failed) > 0 && err == nil {
-		return errFailed
+	return c
+}
+
+func (e *env) renewCommand() *cli.Command {
+	c := &cli.Command{
+		Name:  "renew",
+		Args:  "[NAME...]",
+		Short: "renew what is due (threshold or ARI), bundle and push",
+		Long: `For each ACME certificate (default: all with a challenge), obtain a new one
+when it is due: less than renew_before left (default: a third of its
+lifetime), or inside the CA's renewal window (ARI). A valid certificate is
+never re-issued. Then push every named certificate to the hosts that do
+not have it yet, so hosts that failed before are retried.
+Safe to run from cron or a systemd timer every few hours.`,
 	}
-	return err
+	var pf pushFlags
+	pf.register(&c.Flags)
+	c.Run = func(ctx context.Context, names []string) error {
+		e.quietly(pf)
+		cfg, err := e.loadConfig()
+		if err != nil {
+			return err
+		}
+		var certs []*inventory.Cert
+		if len(names) == 0 {
+			for _, n := range cfg.CertOrder {
+				if c := cfg.Certs[n]; c.Challenge != nil {
+					certs = append(certs, c)
+				}
+			}
+			if len(certs) == 0 {
+				return cli.Usagef("no certificate in %s has a challenge: renew only handles ACME certificates", cfg.Path)
+			}
+		} else {
+			for _, n := range names {
+				c, err := acmeCert(cfg, n)
+				if err != nil {
+					return err
+				}
+				certs = append(certs, c)
+			}
+		}
+		var (
+			reports []certReport
+			failed  []error
+		)
+		for _, cert := range certs {
+			if err := e.renewOne(ctx, cfg, cert); err != nil {
+				// A usage error stops the run and is reported once, by
+				// the caller; other failures are reported here and the
+				// other certificates go on.
+				var ue *cli.UsageError
+				if errors.As(err, &ue) {
+					return err
+				}
+				fmt.Fprintf(e.stderr, "certpush: %s: renew failed: %v\n", cert.Name, err)
+				failed = append(failed, err)
+			}
+			// Push whatever is current, renewed or not: hosts that missed
+			// an earlier push catch up.
+			if _, err := e.store(cfg).Current(cert.Name); errors.Is(err, bundle.ErrNoBundle) {
+				continue
+			}
+			rep, err := e.pushCert(ctx, cfg, cert.Name, pf)
+			if err != nil {
+				return err
+			}
+			reports = append(reports, rep)
+		}
+		err = e.finishPush(cfg, reports, pf)
+		if len(failed) > 0 && err == nil {
+			return cli.ErrReported
+		}
+		return err
+	}
+	return c
 }
 
 // renewOne obtains a new certificate for cert when it is due.
@@ -152,10 +162,10 @@ func (e *env) renewOne(ctx context.Context, cfg *inventory.Config, cert *invento
 func acmeCert(cfg *inventory.Config, name string) (*inventory.Cert, error) {
 	cert, err := cfg.Cert(name)
 	if err != nil {
-		return nil, usageError{err}
+		return nil, cli.Usage(err)
 	}
 	if cert.Challenge == nil {
-		return nil, usagef("%s has no challenge in %s: it is not obtained over ACME (use import or the certbot hook)", name, cfg.Path)
+		return nil, cli.Usagef("%s has no challenge in %s: it is not obtained over ACME (use import or the certbot hook)", name, cfg.Path)
 	}
 	return cert, nil
 }
@@ -171,11 +181,11 @@ func (e *env) acmeClient(ctx context.Context, cfg *inventory.Config) (*acme.Clie
 	if cfg.ACME.CAFile != "" {
 		data, err := os.ReadFile(cfg.ACME.CAFile)
 		if err != nil {
-			return nil, usagef("acme.ca_file: %v", err)
+			return nil, cli.Usagef("acme.ca_file: %v", err)
 		}
 		ac.CARoots = x509.NewCertPool()
 		if !ac.CARoots.AppendCertsFromPEM(data) {
-			return nil, usagef("acme.ca_file %s holds no PEM certificate", cfg.ACME.CAFile)
+			return nil, cli.Usagef("acme.ca_file %s holds no PEM certificate", cfg.ACME.CAFile)
 		}
 	}
 	if cfg.ACME.EAB != nil {
@@ -183,7 +193,7 @@ func (e *env) acmeClient(ctx context.Context, cfg *inventory.Config) (*acme.Clie
 	}
 	c, err := acme.New(ctx, ac)
 	if errors.Is(err, acme.ErrConfig) {
-		return nil, usageError{err}
+		return nil, cli.Usage(err)
 	}
 	return c, err
 }
@@ -224,27 +234,27 @@ func (e *env) obtainWith(ctx context.Context, client *acme.Client, cfg *inventor
 	if ch.Type == acme.HTTP01 && ch.Mode == acme.ModeWebrootPush {
 		hosts, err := cfg.HostsFor(cert.Name)
 		if err != nil {
-			return usageError{err}
+			return cli.Usage(err)
 		}
 		auth, closeAuth, err := push.Auth(cfg.SSH.Identity, e.getenv("SSH_AUTH_SOCK"))
 		if err != nil {
-			return usageError{err}
+			return cli.Usage(err)
 		}
 		defer closeAuth()
 		dialer, err := push.NewDialer(auth, cfg.SSH.KnownHosts, cfg.SSH.ConnectTimeout)
 		if err != nil {
-			return usageError{err}
+			return cli.Usage(err)
 		}
 		req.Challenge.Publisher = &push.Webroot{Dialer: dialer, Hosts: hosts, Webroot: ch.Webroot, Parallel: cfg.SSH.Parallel}
 	}
 	if err := acme.CheckRequest(req); err != nil {
-		return usageError{err}
+		return cli.Usage(err)
 	}
 	e.log.Info("obtaining certificate", "cert", cert.Name, "domains", cert.Domains, "challenge", ch.Type)
 	got, err := client.Obtain(ctx, req)
 	if err != nil {
 		if errors.Is(err, acme.ErrConfig) {
-			return usageError{err}
+			return cli.Usage(err)
 		}
 		return fmt.Errorf("%s: obtain: %w", cert.Name, err)
 	}

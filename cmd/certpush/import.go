@@ -10,65 +10,68 @@ import (
 	"time"
 
 	"github.com/certpush/certpush/internal/bundle"
+	"github.com/certpush/certpush/internal/cli"
 	"github.com/certpush/certpush/internal/inventory"
 )
 
-func cmdImport(ctx context.Context, e *env, args []string) error {
-	fs := e.flags("import", "NAME --cert FILE --key FILE [--chain FILE] [--push]",
-		"Make a bundle from a certificate supplied by hand. --cert may hold the full chain.\nIf the same certificate is already the current bundle, nothing new is made.")
-	certFile := fs.String("cert", "", "certificate `file` (PEM; the leaf, or the full chain)")
-	keyFile := fs.String("key", "", "private key `file` (PEM)")
-	chainFile := fs.String("chain", "", "intermediate certificates `file` (PEM), if --cert holds the leaf alone")
-	doPush := fs.Bool("push", false, "push the bundle to the certificate's hosts afterwards")
+func (e *env) importCommand() *cli.Command {
+	c := &cli.Command{
+		Name:  "import",
+		Args:  "NAME --cert FILE --key FILE",
+		Short: "make a bundle from a certificate supplied by hand",
+		Long:  "Make a bundle from a certificate supplied by hand. --cert may hold the full chain.\nIf the same certificate is already the current bundle, nothing new is made.",
+	}
+	certFile := c.Flags.String("cert", "", "certificate `file` (PEM; the leaf, or the full chain)")
+	keyFile := c.Flags.String("key", "", "private key `file` (PEM)")
+	chainFile := c.Flags.String("chain", "", "intermediate certificates `file` (PEM), if --cert holds the leaf alone")
+	doPush := c.Flags.Bool("push", false, "push the bundle to the certificate's hosts afterwards")
 	var pf pushFlags
-	fs.BoolVar(&pf.json, "json", false, "print push results as JSON (with --push)")
-	names, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
-	e.quietly(pf)
-	if len(names) != 1 || *certFile == "" || *keyFile == "" {
-		fs.Usage()
-		return usagef("import takes one NAME, --cert and --key")
-	}
-	name := names[0]
-	cfg, err := e.loadConfig()
-	if err != nil {
-		return err
-	}
-	cert, err := cfg.Cert(name)
-	if err != nil {
-		return usageError{err}
-	}
-	read := func(path string) ([]byte, error) {
-		if path == "" {
-			return nil, nil
+	c.Flags.BoolVar(&pf.json, "json", false, "print push results as JSON (with --push)")
+	c.Run = func(ctx context.Context, names []string) error {
+		e.quietly(pf)
+		if len(names) != 1 || *certFile == "" || *keyFile == "" {
+			return cli.Usagef("import takes one NAME, --cert and --key")
 		}
-		return readSmall(path)
+		name := names[0]
+		cfg, err := e.loadConfig()
+		if err != nil {
+			return err
+		}
+		cert, err := cfg.Cert(name)
+		if err != nil {
+			return cli.Usage(err)
+		}
+		read := func(path string) ([]byte, error) {
+			if path == "" {
+				return nil, nil
+			}
+			return readSmall(path)
+		}
+		certPEM, err := read(*certFile)
+		if err != nil {
+			return cli.Usage(err)
+		}
+		keyPEM, err := read(*keyFile)
+		if err != nil {
+			return cli.Usage(err)
+		}
+		chainPEM, err := read(*chainFile)
+		if err != nil {
+			return cli.Usage(err)
+		}
+		if _, err := e.addBundle(cfg, cert, certPEM, chainPEM, keyPEM, bundle.SourceImport); err != nil {
+			return err
+		}
+		if !*doPush {
+			return nil
+		}
+		rep, err := e.pushCert(ctx, cfg, name, pf)
+		if err != nil {
+			return err
+		}
+		return e.finishPush(cfg, []certReport{rep}, pf)
 	}
-	certPEM, err := read(*certFile)
-	if err != nil {
-		return usageError{err}
-	}
-	keyPEM, err := read(*keyFile)
-	if err != nil {
-		return usageError{err}
-	}
-	chainPEM, err := read(*chainFile)
-	if err != nil {
-		return usageError{err}
-	}
-	if _, err := e.addBundle(cfg, cert, certPEM, chainPEM, keyPEM, bundle.SourceImport); err != nil {
-		return err
-	}
-	if !*doPush {
-		return nil
-	}
-	rep, err := e.pushCert(ctx, cfg, name, pf)
-	if err != nil {
-		return err
-	}
-	return e.finishPush(cfg, []certReport{rep}, pf)
+	return c
 }
 
 // readSmall reads a PEM input file, refusing anything larger than a bundle
@@ -117,43 +120,47 @@ func (e *env) addBundle(cfg *inventory.Config, cert *inventory.Cert, certPEM, ch
 // errNoLineage is the hook run outside certbot.
 var errNoLineage = errors.New("RENEWED_LINEAGE is not set: 'certpush hook' is certbot's deploy hook (certbot --deploy-hook or /etc/letsencrypt/renewal-hooks/deploy/)")
 
-func cmdHook(ctx context.Context, e *env, args []string) error {
-	fs := e.flags("hook", "[flags]", "certbot deploy hook: bundles the renewed lineage (RENEWED_LINEAGE)\nand pushes it to the certificate's hosts. The certificate name is the\nlineage's directory name.")
+func (e *env) hookCommand() *cli.Command {
+	c := &cli.Command{
+		Name:  "hook",
+		Short: "certbot deploy hook: bundle RENEWED_LINEAGE and push it",
+		Long:  "certbot deploy hook: bundles the renewed lineage (RENEWED_LINEAGE)\nand pushes it to the certificate's hosts. The certificate name is the\nlineage's directory name.",
+	}
 	var pf pushFlags
-	pf.register(fs)
-	if _, err := parse(fs, args); err != nil {
-		return err
-	}
-	e.quietly(pf)
-	lineage := e.getenv("RENEWED_LINEAGE")
-	if lineage == "" {
-		return usageError{errNoLineage}
-	}
-	name := filepath.Base(filepath.Clean(lineage))
-	cfg, err := e.loadConfig()
-	if err != nil {
-		return err
-	}
-	cert, err := cfg.Cert(name)
-	if err != nil {
-		return usageError{fmt.Errorf("lineage %s: %w", lineage, err)}
-	}
-	// The live directory holds symlinks into archive/: read what they
-	// point to, so the bundle holds the files' contents.
-	var data [3][]byte
-	for i, f := range []string{"cert.pem", "chain.pem", "privkey.pem"} {
-		if data[i], err = readSmall(filepath.Join(lineage, f)); err != nil {
-			return fmt.Errorf("read lineage: %w", err)
+	pf.register(&c.Flags)
+	c.Run = func(ctx context.Context, names []string) error {
+		e.quietly(pf)
+		lineage := e.getenv("RENEWED_LINEAGE")
+		if lineage == "" {
+			return cli.Usage(errNoLineage)
 		}
+		name := filepath.Base(filepath.Clean(lineage))
+		cfg, err := e.loadConfig()
+		if err != nil {
+			return err
+		}
+		cert, err := cfg.Cert(name)
+		if err != nil {
+			return cli.Usage(fmt.Errorf("lineage %s: %w", lineage, err))
+		}
+		// The live directory holds symlinks into archive/: read what they
+		// point to, so the bundle holds the files' contents.
+		var data [3][]byte
+		for i, f := range []string{"cert.pem", "chain.pem", "privkey.pem"} {
+			if data[i], err = readSmall(filepath.Join(lineage, f)); err != nil {
+				return fmt.Errorf("read lineage: %w", err)
+			}
+		}
+		// The names certbot renewed must be covered too.
+		renewed := strings.Fields(e.getenv("RENEWED_DOMAINS"))
+		if _, err := e.addBundle(cfg, cert, data[0], data[1], data[2], bundle.SourceCertbot, renewed...); err != nil {
+			return err
+		}
+		rep, err := e.pushCert(ctx, cfg, name, pf)
+		if err != nil {
+			return err
+		}
+		return e.finishPush(cfg, []certReport{rep}, pf)
 	}
-	// The names certbot renewed must be covered too.
-	renewed := strings.Fields(e.getenv("RENEWED_DOMAINS"))
-	if _, err := e.addBundle(cfg, cert, data[0], data[1], data[2], bundle.SourceCertbot, renewed...); err != nil {
-		return err
-	}
-	rep, err := e.pushCert(ctx, cfg, name, pf)
-	if err != nil {
-		return err
-	}
-	return e.finishPush(cfg, []certReport{rep}, pf)
+	return c
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/certpush/certpush/internal/bundle"
+	"github.com/certpush/certpush/internal/cli"
 	"github.com/certpush/certpush/internal/inventory"
 	"github.com/certpush/certpush/internal/push"
 )
@@ -45,30 +46,34 @@ func (p *pushFlags) register(fs interface {
 	fs.StringVar(&p.metrics, "metrics-file", "", "write Prometheus metrics to `file` (node_exporter textfile collector)")
 }
 
-func cmdPush(ctx context.Context, e *env, args []string) error {
+func (e *env) pushCommand() *cli.Command {
+	c := &cli.Command{
+		Name:  "push",
+		Args:  "[NAME...]",
+		Short: "push the current bundle of each certificate to its hosts",
+		Long:  "Push the current bundle of each named certificate (default: all) to its hosts.\nExit 1 if any host failed.",
+	}
 	var pf pushFlags
-	fs := e.flags("push", "[NAME...] [flags]", "Push the current bundle of each named certificate (default: all) to its hosts.")
-	pf.register(fs)
-	names, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
-	cfg, err := e.loadConfig()
-	if err != nil {
-		return err
-	}
-	if len(names) == 0 {
-		names = cfg.CertOrder
-	}
-	var reports []certReport
-	for _, name := range names {
-		rep, err := e.pushCert(ctx, cfg, name, pf)
+	pf.register(&c.Flags)
+	c.Run = func(ctx context.Context, names []string) error {
+		cfg, err := e.loadConfig()
 		if err != nil {
 			return err
 		}
-		reports = append(reports, rep)
+		if len(names) == 0 {
+			names = cfg.CertOrder
+		}
+		var reports []certReport
+		for _, name := range names {
+			rep, err := e.pushCert(ctx, cfg, name, pf)
+			if err != nil {
+				return err
+			}
+			reports = append(reports, rep)
+		}
+		return e.finishPush(cfg, reports, pf)
 	}
-	return e.finishPush(cfg, reports, pf)
+	return c
 }
 
 // finishPush records the results, writes metrics and prints the report.
@@ -113,11 +118,11 @@ func (e *env) pushCert(ctx context.Context, cfg *inventory.Config, name string, 
 	e.quietly(pf)
 	cert, err := cfg.Cert(name)
 	if err != nil {
-		return rep, usageError{err}
+		return rep, cli.Usage(err)
 	}
 	b, err := e.store(cfg).Current(name)
 	if errors.Is(err, bundle.ErrNoBundle) {
-		return rep, usagef("%s has no bundle yet: run 'certpush obtain %s' or 'certpush import %s --cert F --key F'", name, name, name)
+		return rep, cli.Usagef("%s has no bundle yet: run 'certpush obtain %s' or 'certpush import %s --cert F --key F'", name, name, name)
 	}
 	if err != nil {
 		return rep, err
@@ -126,7 +131,7 @@ func (e *env) pushCert(ctx context.Context, cfg *inventory.Config, name string, 
 	rep.bundle = b
 	hosts, err := cfg.HostsFor(name)
 	if err != nil {
-		return rep, usageError{err}
+		return rep, cli.Usage(err)
 	}
 	if pf.hosts != "" {
 		if hosts, err = selectHosts(hosts, pf.hosts); err != nil {
@@ -135,7 +140,7 @@ func (e *env) pushCert(ctx context.Context, cfg *inventory.Config, name string, 
 	}
 	auth, closeAuth, err := push.Auth(cfg.SSH.Identity, e.getenv("SSH_AUTH_SOCK"))
 	if err != nil {
-		return rep, usageError{err}
+		return rep, cli.Usage(err)
 	}
 	defer closeAuth()
 	parallel := cfg.SSH.Parallel
@@ -157,7 +162,7 @@ func (e *env) pushCert(ctx context.Context, cfg *inventory.Config, name string, 
 		MaxFailures:    pf.maxFail,
 	})
 	if err != nil {
-		return rep, usageError{err}
+		return rep, cli.Usage(err)
 	}
 	canaries := len(cert.Canary)
 	if pf.canary > 0 {
@@ -217,7 +222,7 @@ func selectHosts(hosts []inventory.Host, list string) ([]inventory.Host, error) 
 		for n := range want {
 			missing = append(missing, n)
 		}
-		return nil, usagef("--hosts: not hosts of this certificate: %s", strings.Join(missing, ", "))
+		return nil, cli.Usagef("--hosts: not hosts of this certificate: %s", strings.Join(missing, ", "))
 	}
 	return out, nil
 }
@@ -232,7 +237,7 @@ func countFailed(rs []push.Result) int {
 	return n
 }
 
-// printReports prints the per-host table (or JSON) and returns errFailed
+// printReports prints the per-host table (or JSON) and returns cli.ErrReported
 // when any host failed.
 func (e *env) printReports(reports []certReport, pf pushFlags) error {
 	asJSON := pf.json
@@ -289,7 +294,7 @@ func (e *env) printReports(reports []certReport, pf pushFlags) error {
 	}
 	if failed > 0 {
 		fmt.Fprintf(e.stderr, "certpush: %d hosts failed\n", failed)
-		return errFailed
+		return cli.ErrReported
 	}
 	return nil
 }

@@ -11,91 +11,96 @@ import (
 	"time"
 
 	"github.com/certpush/certpush/internal/bundle"
+	"github.com/certpush/certpush/internal/cli"
 	"github.com/certpush/certpush/internal/verify"
 )
 
-func cmdStatus(ctx context.Context, e *env, args []string) error {
-	fs := e.flags("status", "[NAME...] [flags]", "TLS handshake with every configured endpoint, compared with the current bundle.\nExit 1 if any endpoint is not aligned.")
-	asJSON := fs.Bool("json", false, "print results as JSON")
-	hash := fs.String("fingerprint", "sha256", "fingerprint shown: md5, sha1 or sha256")
-	parallel := fs.Int("parallel", 64, "endpoints probed at once")
-	timeout := fs.Duration("timeout", 3*time.Second, "per endpoint")
-	metricsFile := fs.String("metrics-file", "", "write Prometheus metrics to `file` (node_exporter textfile collector)")
-	names, err := parse(fs, args)
-	if err != nil {
-		return err
+func (e *env) statusCommand() *cli.Command {
+	c := &cli.Command{
+		Name:  "status",
+		Args:  "[NAME...]",
+		Short: "TLS handshake with every endpoint: is it aligned?",
+		Long:  "TLS handshake with every configured endpoint, compared with the current bundle.\nExit 1 if any endpoint is not aligned.",
 	}
-	if _, err := verify.Format(nil, *hash); err != nil {
-		return usageError{err}
-	}
-	cfg, err := e.loadConfig()
-	if err != nil {
-		return err
-	}
-	if len(names) == 0 {
-		names = cfg.CertOrder
-	}
-	var eps []verify.Endpoint
-	bundles := map[string]*bundle.Bundle{}
-	for _, name := range names {
-		cert, err := cfg.Cert(name)
-		if err != nil {
-			return usageError{err}
+	asJSON := c.Flags.Bool("json", false, "print results as JSON")
+	hash := c.Flags.String("fingerprint", "sha256", "fingerprint shown: md5, sha1 or sha256")
+	parallel := c.Flags.Int("parallel", 64, "endpoints probed at once")
+	timeout := c.Flags.Duration("timeout", 3*time.Second, "per endpoint")
+	metricsFile := c.Flags.String("metrics-file", "", "write Prometheus metrics to `file` (node_exporter textfile collector)")
+	c.Run = func(ctx context.Context, names []string) error {
+		if _, err := verify.Format(nil, *hash); err != nil {
+			return cli.Usage(err)
 		}
-		want := ""
-		b, err := e.store(cfg).Current(name)
-		switch {
-		case err == nil:
-			want = b.Manifest.Fingerprint
-			bundles[name] = b
-		case !errors.Is(err, bundle.ErrNoBundle):
+		cfg, err := e.loadConfig()
+		if err != nil {
 			return err
 		}
-		hosts, err := cfg.HostsFor(name)
-		if err != nil {
-			return usageError{err}
+		if len(names) == 0 {
+			names = cfg.CertOrder
 		}
-		for _, h := range hosts {
-			for _, addr := range h.Verify {
-				eps = append(eps, verify.Endpoint{Cert: name, Host: h.Name, Address: addr, SNI: cert.SNI(), Want: want})
+		var eps []verify.Endpoint
+		bundles := map[string]*bundle.Bundle{}
+		for _, name := range names {
+			cert, err := cfg.Cert(name)
+			if err != nil {
+				return cli.Usage(err)
+			}
+			want := ""
+			b, err := e.store(cfg).Current(name)
+			switch {
+			case err == nil:
+				want = b.Manifest.Fingerprint
+				bundles[name] = b
+			case !errors.Is(err, bundle.ErrNoBundle):
+				return err
+			}
+			hosts, err := cfg.HostsFor(name)
+			if err != nil {
+				return cli.Usage(err)
+			}
+			for _, h := range hosts {
+				for _, addr := range h.Verify {
+					eps = append(eps, verify.Endpoint{Cert: name, Host: h.Name, Address: addr, SNI: cert.SNI(), Want: want})
+				}
 			}
 		}
-	}
-	reports := verify.Survey(ctx, eps, *parallel, *timeout, time.Now(), e.surveyProgress())
-	e.progressDone()
-	counts := map[string]int{}
-	for _, r := range reports {
-		counts[r.State]++
-	}
-	summary := summarize(counts, len(reports))
-	if err := statusMetrics(reports, bundles).WriteIfSet(*metricsFile); err != nil {
-		return err
-	}
-	if *asJSON {
-		enc := json.NewEncoder(e.stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(map[string]any{"endpoints": reports, "counts": counts, "summary": summary}); err != nil {
-			return err
-		}
-	} else {
-		tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
-		fmt.Fprintf(tw, "CERT\tHOST\tENDPOINT\tSTATE\tFINGERPRINT (%s)\tNOT AFTER\tDAYS\n", strings.ToUpper(*hash))
+		reports := verify.Survey(ctx, eps, *parallel, *timeout, time.Now(), e.surveyProgress())
+		e.progressDone()
+		counts := map[string]int{}
 		for _, r := range reports {
-			fp, notAfter, days := "-", "-", "-"
-			if r.Leaf != nil {
-				fp, _ = verify.Format(r.Leaf.Raw, *hash)
-				notAfter = r.NotAfter.Format(time.DateOnly)
-				days = fmt.Sprint(r.DaysLeft)
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Cert, r.Host, r.Address, r.State, fp, notAfter, days)
+			counts[r.State]++
 		}
-		tw.Flush()
-		fmt.Fprintln(e.stdout, summary)
+		summary := summarize(counts, len(reports))
+		if err := statusMetrics(reports, bundles).WriteIfSet(*metricsFile); err != nil {
+			return err
+		}
+		if *asJSON {
+			enc := json.NewEncoder(e.stdout)
+			enc.SetIndent("", "  ")
+			if err := enc.Encode(map[string]any{"endpoints": reports, "counts": counts, "summary": summary}); err != nil {
+				return err
+			}
+		} else {
+			tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
+			fmt.Fprintf(tw, "CERT\tHOST\tENDPOINT\tSTATE\tFINGERPRINT (%s)\tNOT AFTER\tDAYS\n", strings.ToUpper(*hash))
+			for _, r := range reports {
+				fp, notAfter, days := "-", "-", "-"
+				if r.Leaf != nil {
+					fp, _ = verify.Format(r.Leaf.Raw, *hash)
+					notAfter = r.NotAfter.Format(time.DateOnly)
+					days = fmt.Sprint(r.DaysLeft)
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Cert, r.Host, r.Address, r.State, fp, notAfter, days)
+			}
+			tw.Flush()
+			fmt.Fprintln(e.stdout, summary)
+		}
+		if counts[verify.Aligned] != len(reports) {
+			return cli.ErrReported
+		}
+		return nil
 	}
-	if counts[verify.Aligned] != len(reports) {
-		return errFailed
-	}
-	return nil
+	return c
 }
 
 // summarize gives a line such as "42/45 aligned, 2 stale, 1 unreachable".
