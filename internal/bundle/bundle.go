@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/certpush/certpush/internal/atomicfile"
+	"github.com/certpush/certpush/internal/bounded"
 )
 
 // Bundle is a bundle directory and its manifest.
@@ -214,24 +214,7 @@ func readRegular(path string) ([]byte, error) {
 		return nil, err
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s is not a regular file", path)
-	}
-	if fi.Size() > MaxFileSize {
-		return nil, fmt.Errorf("%s is %d bytes, larger than the %d allowed", path, fi.Size(), MaxFileSize)
-	}
-	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
-	if err != nil {
-		return nil, err
-	}
-	if len(data) > MaxFileSize {
-		return nil, fmt.Errorf("%s is larger than the %d bytes allowed", path, MaxFileSize)
-	}
-	return data, nil
+	return bounded.ReadRegular(f, path, MaxFileSize)
 }
 
 // Store keeps the bundles of the management server: <Dir>/<name>/<id>/ for
