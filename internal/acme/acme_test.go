@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/certpush/certpush/internal/acme/http01"
 	"github.com/certpush/certpush/internal/bundle"
 	"github.com/certpush/certpush/internal/testacme"
 	"github.com/certpush/certpush/internal/testlog"
@@ -249,7 +250,7 @@ type dirPublisher struct {
 }
 
 func (p *dirPublisher) path(token string) string {
-	return filepath.Join(p.root, filepath.FromSlash(ChallengePath(token)))
+	return filepath.Join(p.root, filepath.FromSlash(http01.ChallengePath(token)))
 }
 
 func (p *dirPublisher) Publish(ctx context.Context, token string, keyAuth []byte) error {
@@ -326,10 +327,10 @@ func TestHTTP01WebrootPush(t *testing.T) {
 		}
 		found := false
 		for _, p := range *fetched {
-			found = found || p == ChallengePath(tok)
+			found = found || p == http01.ChallengePath(tok)
 		}
 		if !found {
-			t.Errorf("the CA never fetched %s (fetched %v)", ChallengePath(tok), *fetched)
+			t.Errorf("the CA never fetched %s (fetched %v)", http01.ChallengePath(tok), *fetched)
 		}
 	}
 
