@@ -247,8 +247,7 @@ func (s *Store) Current(name string) (*Bundle, error) {
 
 // AddOptions says what a new bundle must satisfy.
 type AddOptions struct {
-	Domains []string       // names the certificate must cover
-	Roots   *x509.CertPool // when set, the chain must verify to one of these
+	Domains []string // names the certificate must cover
 	Source  string
 	Signer  *Signer
 	Now     time.Time
@@ -261,7 +260,7 @@ func (s *Store) Add(name string, mat *Material, opts AddOptions) (b *Bundle, cre
 	if err := ValidName(name); err != nil {
 		return nil, false, err
 	}
-	if err := mat.Validate(opts.Domains, opts.Roots, opts.Now); err != nil {
+	if err := mat.Validate(opts.Domains, nil, opts.Now); err != nil {
 		return nil, false, err
 	}
 	cur, err := s.Current(name)
