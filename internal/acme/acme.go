@@ -231,12 +231,6 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 	return c, nil
 }
 
-// AccountURI is the account's URL at the CA.
-func (c *Client) AccountURI() string { return c.acct.reg.URI }
-
-// AccountDir is where the account's files are.
-func (c *Client) AccountDir() string { return c.acct.dir }
-
 // legoClient makes a lego client whose requests to the CA end with ctx.
 func (c *Client) legoClient(ctx context.Context, acct *account, keyType certcrypto.KeyType) (*lego.Client, error) {
 	lc := lego.NewConfig(acct)

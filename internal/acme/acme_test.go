@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"math/big"
 	"net"
 	"net/http"
@@ -22,8 +21,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/certpush/certpush/internal/acme/http01"
 	"github.com/certpush/certpush/internal/bundle"
 	"github.com/certpush/certpush/internal/testacme"
+	"github.com/certpush/certpush/internal/testlog"
+	"github.com/certpush/certpush/internal/testproc"
 )
 
 // issuanceTimeout bounds one test's ACME work.
@@ -37,7 +39,7 @@ func startPebble(t *testing.T, opts testacme.Options) *testacme.Server {
 		}
 		t.Skip(err)
 	}
-	srv, err := testacme.Start(context.Background(), opts)
+	srv, err := testacme.Start(t.Context(), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,38 +51,16 @@ func startPebble(t *testing.T, opts testacme.Options) *testacme.Server {
 	return srv
 }
 
-// testLogger sends log lines to t.Log while the test runs.
-func testLogger(t *testing.T) *slog.Logger {
-	w := &testWriter{t: t}
-	t.Cleanup(func() { w.mu.Lock(); w.done = true; w.mu.Unlock() })
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
-
-type testWriter struct {
-	mu   sync.Mutex
-	t    *testing.T
-	done bool
-}
-
-func (w *testWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.done {
-		w.t.Log(strings.TrimRight(string(p), "\n"))
-	}
-	return len(p), nil
-}
-
 func newClient(t *testing.T, srv *testacme.Server, stateDir string) *Client {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), issuanceTimeout)
+	ctx, cancel := context.WithTimeout(t.Context(), issuanceTimeout)
 	defer cancel()
 	c, err := New(ctx, Config{
 		Directory: srv.DirectoryURL,
 		Email:     "ops@example.test",
 		CARoots:   srv.ListenerPool,
 		StateDir:  stateDir,
-		Logger:    testLogger(t),
+		Logger:    testlog.Logger(t),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -114,7 +94,7 @@ func dnsChallenge(srv *testacme.Server) Challenge {
 
 func obtain(t *testing.T, c *Client, req Request) *Certificate {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), issuanceTimeout)
+	ctx, cancel := context.WithTimeout(t.Context(), issuanceTimeout)
 	defer cancel()
 	start := time.Now()
 	cert, err := c.Obtain(ctx, req)
@@ -202,7 +182,7 @@ func TestDNS01WildcardAndAccountReuse(t *testing.T) {
 		t.Errorf("key type %T, want ECDSA P-256 (default ec256)", m.Key.Public())
 	}
 	// The hook removed its records.
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 	defer cancel()
 	if txt, err := srv.Resolver().LookupTXT(ctx, "_acme-challenge.example.test."); err == nil && len(txt) > 0 {
 		t.Errorf("TXT records left behind: %v", txt)
@@ -236,7 +216,7 @@ func TestDNS01WildcardAndAccountReuse(t *testing.T) {
 
 // HTTP-01 with lego's challenge server on the port pebble validates on.
 func TestHTTP01Standalone(t *testing.T) {
-	port := freePort(t)
+	port := testproc.MustFreePort(t)
 	srv := startPebble(t, testacme.Options{HTTPPort: port})
 	c := newClient(t, srv, t.TempDir())
 	domains := []string{"standalone.example.test"}
@@ -270,7 +250,7 @@ type dirPublisher struct {
 }
 
 func (p *dirPublisher) path(token string) string {
-	return filepath.Join(p.root, filepath.FromSlash(ChallengePath(token)))
+	return filepath.Join(p.root, filepath.FromSlash(http01.ChallengePath(token)))
 }
 
 func (p *dirPublisher) Publish(ctx context.Context, token string, keyAuth []byte) error {
@@ -325,7 +305,7 @@ func serveWebroot(t *testing.T, port int, dir string) *[]string {
 // HTTP-01 webroot-push: the token goes through the Publisher into a webroot
 // that a web server serves on pebble's HTTP port, and is removed after.
 func TestHTTP01WebrootPush(t *testing.T) {
-	port := freePort(t)
+	port := testproc.MustFreePort(t)
 	srv := startPebble(t, testacme.Options{HTTPPort: port})
 	webroot := t.TempDir()
 	fetched := serveWebroot(t, port, webroot)
@@ -347,16 +327,16 @@ func TestHTTP01WebrootPush(t *testing.T) {
 		}
 		found := false
 		for _, p := range *fetched {
-			found = found || p == ChallengePath(tok)
+			found = found || p == http01.ChallengePath(tok)
 		}
 		if !found {
-			t.Errorf("the CA never fetched %s (fetched %v)", ChallengePath(tok), *fetched)
+			t.Errorf("the CA never fetched %s (fetched %v)", http01.ChallengePath(tok), *fetched)
 		}
 	}
 
 	// A publish that fails on one host fails the order and leaves no file.
 	bad := &dirPublisher{root: webroot, failAfter: true}
-	ctx, cancel := context.WithTimeout(context.Background(), issuanceTimeout)
+	ctx, cancel := context.WithTimeout(t.Context(), issuanceTimeout)
 	defer cancel()
 	_, err := c.Obtain(ctx, Request{
 		Domains:   []string{"fail.push.test"},
@@ -387,7 +367,7 @@ func TestRenewalInfoAndReplaces(t *testing.T) {
 		t.Errorf("lifetime %s, want about an hour", life)
 	}
 
-	ctx, cancel := context.WithTimeout(context.Background(), issuanceTimeout)
+	ctx, cancel := context.WithTimeout(t.Context(), issuanceTimeout)
 	defer cancel()
 	w, err := c.RenewalInfo(ctx, first.Leaf)
 	ari := offersARI(t, srv)
@@ -458,7 +438,7 @@ func TestRenewalInfoWindow(t *testing.T) {
 
 	// A stored account, so that New does not register.
 	state := t.TempDir()
-	c := &Client{cfg: Config{Directory: srvURL + "/dir", StateDir: state, HTTPTimeout: 5 * time.Second}, log: testLogger(t), base: ts.Client().Transport}
+	c := &Client{cfg: Config{Directory: srvURL + "/dir", StateDir: state, HTTPTimeout: 5 * time.Second}, log: testlog.Logger(t), base: ts.Client().Transport}
 	key, err := loadOrCreateKey(filepath.Join(t.TempDir(), "k"))
 	if err != nil {
 		t.Fatal(err)
@@ -466,7 +446,7 @@ func TestRenewalInfoWindow(t *testing.T) {
 	c.acct = &account{key: key}
 
 	leaf := &x509.Certificate{SerialNumber: big.NewInt(0x87654321), AuthorityKeyId: []byte{1, 2, 3, 4}}
-	w, err := c.RenewalInfo(context.Background(), leaf)
+	w, err := c.RenewalInfo(t.Context(), leaf)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -481,16 +461,6 @@ func TestRenewalInfoWindow(t *testing.T) {
 	}
 }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // Ending the context stops an order that waits for DNS records that never
 // appear (the hook does nothing).
 func TestObtainCancel(t *testing.T) {
@@ -500,7 +470,7 @@ func TestObtainCancel(t *testing.T) {
 	t.Setenv("EXEC_POLLING_INTERVAL", "1")
 	ch := dnsChallenge(srv)
 	ch.PropagationTimeout = time.Minute
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
 	defer cancel()
 	start := time.Now()
 	_, err := c.Obtain(ctx, Request{Domains: []string{"never.example.test"}, Challenge: ch})

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/certpush/certpush/internal/testacme"
+	"github.com/certpush/certpush/internal/testproc"
 )
 
 const nginxBin = "/usr/sbin/nginx"
@@ -26,7 +27,7 @@ func TestHTTP01StandaloneBehindNginx(t *testing.T) {
 		}
 		t.Skip(err)
 	}
-	webPort, challPort := freePort(t), freePort(t)
+	webPort, challPort := testproc.MustFreePort(t), testproc.MustFreePort(t)
 	srv := startPebble(t, testacme.Options{HTTPPort: webPort})
 
 	prefix := t.TempDir()

@@ -37,10 +37,6 @@ type Publisher interface {
 	Unpublish(ctx context.Context, token string) error
 }
 
-// ChallengePath is the URL path, and the path under a webroot, at which the
-// CA fetches token.
-func ChallengePath(token string) string { return http01.ChallengePath(token) }
-
 // publisherProvider is lego's challenge.Provider over a Publisher.
 type publisherProvider struct {
 	ctx context.Context
@@ -52,7 +48,7 @@ func (p *publisherProvider) Present(domain, token, keyAuth string) error {
 	if !http01.ValidToken(token) {
 		return errBadToken
 	}
-	p.log.Info("acme http-01: publishing token", "domain", domain, "path", ChallengePath(token))
+	p.log.Info("acme http-01: publishing token", "domain", domain, "path", http01.ChallengePath(token))
 	if err := p.pub.Publish(p.ctx, token, []byte(keyAuth)); err != nil {
 		// lego cleans up only after a successful Present; hosts that did
 		// get the file must lose it again.
@@ -68,7 +64,7 @@ func (p *publisherProvider) CleanUp(domain, token, _ string) error {
 	if !http01.ValidToken(token) {
 		return errBadToken
 	}
-	p.log.Info("acme http-01: removing token", "domain", domain, "path", ChallengePath(token))
+	p.log.Info("acme http-01: removing token", "domain", domain, "path", http01.ChallengePath(token))
 	return p.unpublish(token)
 }
 

@@ -74,14 +74,7 @@ func ReplaceSymlink(target, path string) error {
 // in it are durable.
 func SyncDir(dir string) error {
 	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
-	}
-	return nil
+	return syncClose(d, err, dir)
 }
 
 // RootWriteFile is WriteFile for name inside root.
@@ -106,6 +99,12 @@ func RootWriteFile(root *os.Root, name string, data []byte, perm fs.FileMode) er
 // RootSyncDir is SyncDir for dir inside root.
 func RootSyncDir(root *os.Root, dir string) error {
 	d, err := root.Open(dir)
+	return syncClose(d, err, dir)
+}
+
+// syncClose fsyncs and closes the directory d, which opening dir returned
+// with err.
+func syncClose(d *os.File, err error, dir string) error {
 	if err != nil {
 		return err
 	}

@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/certpush/certpush/internal/atomicfile"
+	"github.com/certpush/certpush/internal/bounded"
 )
 
 // Bundle is a bundle directory and its manifest.
@@ -214,24 +214,7 @@ func readRegular(path string) ([]byte, error) {
 		return nil, err
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s is not a regular file", path)
-	}
-	if fi.Size() > MaxFileSize {
-		return nil, fmt.Errorf("%s is %d bytes, larger than the %d allowed", path, fi.Size(), MaxFileSize)
-	}
-	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
-	if err != nil {
-		return nil, err
-	}
-	if len(data) > MaxFileSize {
-		return nil, fmt.Errorf("%s is larger than the %d bytes allowed", path, MaxFileSize)
-	}
-	return data, nil
+	return bounded.ReadRegular(f, path, MaxFileSize)
 }
 
 // Store keeps the bundles of the management server: <Dir>/<name>/<id>/ for
@@ -264,8 +247,7 @@ func (s *Store) Current(name string) (*Bundle, error) {
 
 // AddOptions says what a new bundle must satisfy.
 type AddOptions struct {
-	Domains []string       // names the certificate must cover
-	Roots   *x509.CertPool // when set, the chain must verify to one of these
+	Domains []string // names the certificate must cover
 	Source  string
 	Signer  *Signer
 	Now     time.Time
@@ -278,7 +260,7 @@ func (s *Store) Add(name string, mat *Material, opts AddOptions) (b *Bundle, cre
 	if err := ValidName(name); err != nil {
 		return nil, false, err
 	}
-	if err := mat.Validate(opts.Domains, opts.Roots, opts.Now); err != nil {
+	if err := mat.Validate(opts.Domains, nil, opts.Now); err != nil {
 		return nil, false, err
 	}
 	cur, err := s.Current(name)

@@ -6,9 +6,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/prometheus/common/expfmt"
-
 	"github.com/certpush/certpush/internal/metrics"
+	"github.com/certpush/certpush/internal/promtest"
 )
 
 func TestWriteFileParses(t *testing.T) {
@@ -21,16 +20,7 @@ func TestWriteFileParses(t *testing.T) {
 	if err := s.WriteFile(path); err != nil {
 		t.Fatal(err)
 	}
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var p expfmt.TextParser
-	fams, err := p.TextToMetricFamilies(f)
-	if err != nil {
-		t.Fatalf("metrics file does not parse: %v\n%s", err, s.Text())
-	}
+	fams := promtest.Parse(t, path)
 	al := fams["certpush_endpoint_aligned"]
 	if al == nil || len(al.Metric) != 2 {
 		t.Fatalf("aligned family = %v", al)

@@ -11,7 +11,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -24,6 +23,7 @@ import (
 	"github.com/pkg/sftp"
 	"golang.org/x/crypto/ssh"
 
+	"github.com/certpush/certpush/internal/bounded"
 	"github.com/certpush/certpush/internal/bundle"
 	"github.com/certpush/certpush/internal/inventory"
 	"github.com/certpush/certpush/internal/verify"
@@ -270,7 +270,7 @@ func installedID(sc *sftp.Client, incoming, name string) (string, error) {
 	// Nothing waits for the handle to be closed: the answer carries no
 	// information, and the server closes it with the session anyway.
 	defer func() { go f.Close() }()
-	data, err := readAll(f, bundle.MaxFileSize)
+	data, err := bounded.ReadAll(f, bundle.MaxFileSize)
 	if err != nil {
 		return "", fmt.Errorf("read installed manifest: %w", err)
 	}
@@ -282,31 +282,6 @@ func installedID(sc *sftp.Client, incoming, name string) (string, error) {
 		return "", fmt.Errorf("installed manifest: bad bundle id %q", m.ID)
 	}
 	return m.ID, nil
-}
-
-// readChunk is the first read of a remote file: one SFTP request for a
-// file up to this size, and one more that says EOF.
-const readChunk = 32 << 10
-
-// readAll reads r to the end, refusing more than limit bytes.
-func readAll(r io.Reader, limit int) ([]byte, error) {
-	buf := make([]byte, 0, min(readChunk, limit+1))
-	for {
-		n, err := r.Read(buf[len(buf):cap(buf)])
-		buf = buf[:len(buf)+n]
-		if len(buf) > limit {
-			return nil, errors.New("file too large")
-		}
-		if errors.Is(err, io.EOF) {
-			return buf, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-		if len(buf) == cap(buf) {
-			buf = slices.Grow(buf, min(cap(buf), limit+1-len(buf)))
-		}
-	}
 }
 
 // upload writes the bundle into dir/.tmp-<random>/ and renames it to

@@ -2,12 +2,10 @@ package testfleet
 
 import (
 	"bytes"
-	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"errors"
 	"io"
-	"log/slog"
 	"net/http"
 	"os"
 	"os/exec"
@@ -25,6 +23,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/certpush/certpush/internal/bundle"
+	"github.com/certpush/certpush/internal/testlog"
 )
 
 var testDomains = []string{"example.test", "*.example.test"}
@@ -50,7 +49,7 @@ func startFleet(t *testing.T, hosts int) *Fleet {
 		Signer:     signer,
 		TrustedKey: signer.PublicKey(),
 		Dir:        t.TempDir(),
-		Logger:     slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Logger:     testlog.Logger(t),
 	})
 	if err != nil {
 		t.Fatalf("Start: %v", err)
@@ -61,13 +60,6 @@ func startFleet(t *testing.T, hosts int) *Fleet {
 		}
 	})
 	return f
-}
-
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimSpace(string(p)))
-	return len(p), nil
 }
 
 // dial connects to h as the fleet user, checking the host key against the
@@ -408,7 +400,7 @@ func TestStartErrors(t *testing.T) {
 	for _, tc := range testCases {
 		t.Run(tc.desc, func(t *testing.T) {
 			tc.opts.Dir = t.TempDir()
-			if f, err := Start(context.Background(), tc.opts); err == nil {
+			if f, err := Start(t.Context(), tc.opts); err == nil {
 				f.Close()
 				t.Fatal("Start succeeded")
 			}

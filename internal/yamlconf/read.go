@@ -1,9 +1,12 @@
 package yamlconf
 
 import (
+	"errors"
 	"fmt"
-	"io"
+	"math"
 	"os"
+
+	"github.com/certpush/certpush/internal/bounded"
 )
 
 // ReadFile reads the configuration (or host-list) file name, refusing
@@ -12,6 +15,8 @@ import (
 // missing file is an *fs.PathError, so errors.Is(err, fs.ErrNotExist)
 // holds.
 func ReadFile(name string, limit int64) ([]byte, error) {
+	// Stat by name before opening: a FIFO is never opened (that would
+	// block), and a missing file is the error of Stat.
 	fi, err := os.Stat(name)
 	if err != nil {
 		return nil, err
@@ -27,15 +32,12 @@ func ReadFile(name string, limit int64) ([]byte, error) {
 		return nil, err
 	}
 	defer f.Close()
-	// The file may have changed since Stat.
-	data, err := io.ReadAll(io.LimitReader(f, limit+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(data)) > limit {
+	// The file may have been replaced or have grown since Stat.
+	data, err := bounded.ReadRegular(f, name, int(min(limit, math.MaxInt)))
+	if _, ok := errors.AsType[*bounded.LimitError](err); ok {
 		return nil, tooLarge(name, limit)
 	}
-	return data, nil
+	return data, err
 }
 
 func tooLarge(name string, limit int64) error {

@@ -25,6 +25,7 @@ import (
 	"github.com/certpush/certpush/internal/bundle"
 	"github.com/certpush/certpush/internal/devca"
 	"github.com/certpush/certpush/internal/testfleet"
+	"github.com/certpush/certpush/internal/testlog"
 )
 
 // Binaries built once for the whole suite.
@@ -94,7 +95,7 @@ func newWorld(t *testing.T, hosts int) *world {
 	if w.signer, err = bundle.LoadOrCreateSigner(w.stateDir); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	w.fleet, err = testfleet.Start(ctx, testfleet.Options{
 		Hosts:      hosts,
@@ -103,7 +104,7 @@ func newWorld(t *testing.T, hosts int) *world {
 		Certnode:   certnodeBin,
 		TrustedKey: w.signer.PublicKey(),
 		Signer:     w.signer,
-		Logger:     slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Logger:     testlog.AtLevel(t, slog.LevelWarn),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -114,13 +115,6 @@ func newWorld(t *testing.T, hosts int) *world {
 	}
 	w.writeInventory(testfleet.InventoryOptions{}, nil)
 	return w
-}
-
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(b []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(b), "\n"))
-	return len(b), nil
 }
 
 // writeInventory writes the management config; patch may change the
@@ -248,7 +242,7 @@ func (w *world) record(b []byte) {
 // stdout and stderr.
 func (w *world) certpush(args ...string) (int, string, string) {
 	w.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(w.t.Context(), 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, certpushBin, append([]string{"--config", w.config, "-v"}, args...)...)
 	cmd.Env = append(os.Environ(), "SSH_AUTH_SOCK=")
@@ -287,7 +281,7 @@ func exitCode(t *testing.T, err error) int {
 // -v, and returns its exit code, stdout and stderr.
 func (w *world) certnode(asRoot bool, args ...string) (int, string, string) {
 	w.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(w.t.Context(), time.Minute)
 	defer cancel()
 	cmd := w.certnodeCmd(ctx, asRoot, args...)
 	var stdout, stderr bytes.Buffer
@@ -436,7 +430,7 @@ func (w *world) check(o checkOptions) {
 	}
 	for _, h := range hosts {
 		allowed := append([]string{h.BootstrapFingerprint}, o.allowed...)
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		ctx, cancel := context.WithTimeout(w.t.Context(), 10*time.Second)
 		served, err := h.ServedFingerprint(ctx, "www.example.test")
 		cancel()
 		if err != nil {
