@@ -109,7 +109,6 @@ func (e *env) addBundle(cfg *inventory.Config, cert *inventory.Cert, certPEM, ch
 	}
 	m := b.Manifest
 	if created {
-		e.log.Info("bundle created", "cert", cert.Name, "bundle", m.ID, "fingerprint", m.Fingerprint, "not_after", m.NotAfter, "source", source)
 		e.note("%s: new bundle %s (%s, expires %s)", cert.Name, m.ID, strings.Join(m.Domains, ", "), m.NotAfter.Format(time.DateOnly))
 	} else {
 		e.note("%s: unchanged: bundle %s already holds this certificate", cert.Name, m.ID)

@@ -75,6 +75,9 @@ func (e *env) statusCommand() *cli.Command {
 			return err
 		}
 		if *asJSON {
+			if reports == nil {
+				reports = []verify.Report{}
+			}
 			enc := json.NewEncoder(e.stdout)
 			enc.SetIndent("", "  ")
 			if err := enc.Encode(map[string]any{"endpoints": reports, "counts": counts, "summary": summary}); err != nil {

@@ -244,7 +244,7 @@ func (w *world) certpush(args ...string) (int, string, string) {
 	w.t.Helper()
 	ctx, cancel := context.WithTimeout(w.t.Context(), 2*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, certpushBin, append([]string{"--config", w.config, "-v"}, args...)...)
+	cmd := exec.CommandContext(ctx, certpushBin, append([]string{"--config", w.config, "-vv"}, args...)...)
 	cmd.Env = append(os.Environ(), "SSH_AUTH_SOCK=")
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -296,7 +296,7 @@ func (w *world) certnode(asRoot bool, args ...string) (int, string, string) {
 
 func (w *world) certnodeCmd(ctx context.Context, asRoot bool, args ...string) *exec.Cmd {
 	bin := w.fleet.Certnode
-	cmd := exec.CommandContext(ctx, bin, append([]string{"-v"}, args...)...)
+	cmd := exec.CommandContext(ctx, bin, append([]string{"-vv"}, args...)...)
 	cmd.Dir = "/"
 	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
 	if !asRoot && os.Geteuid() == 0 {
