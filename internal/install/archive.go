@@ -1,10 +1,8 @@
 package install
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"os/user"
@@ -79,151 +77,6 @@ func validID(id string) bool {
 		}
 	}
 	return true
-}
-
-// pickCandidate finds the bundle to install in <incoming>/<name>/: the one
-// named id, or else the newest by the manifests' not_before, then
-// not_after. It returns the chosen entry ("" for none) and every entry
-// that is dealt with by this run and removed afterwards: with an id, that
-// one; without, all of them (as paths relative to incoming) (older bundles are superseded, malformed ones
-// useless). Entries starting with "." are uploads in progress and ignored.
-func pickCandidate(inc *os.Root, name, id string) (string, []string, error) {
-	fi, err := inc.Lstat(name)
-	if errors.Is(err, fs.ErrNotExist) {
-		return "", nil, nil
-	}
-	if err != nil {
-		return "", nil, fmt.Errorf("incoming %s: %w", name, err)
-	}
-	if !fi.IsDir() {
-		return "", []string{name}, fmt.Errorf("%w: incoming %s is a %s, not a directory", ErrBadIncoming, name, kind(fi))
-	}
-	if id != "" {
-		fi, err := inc.Lstat(name + "/" + id)
-		if errors.Is(err, fs.ErrNotExist) {
-			return "", nil, nil
-		}
-		if err != nil {
-			return "", nil, fmt.Errorf("incoming %s/%s: %w", name, id, err)
-		}
-		if !fi.IsDir() {
-			return "", []string{name + "/" + id}, fmt.Errorf("%w: incoming %s/%s is a %s, not a directory", ErrBadIncoming, name, id, kind(fi))
-		}
-		return id, []string{name + "/" + id}, nil
-	}
-	d, err := inc.Open(name)
-	if err != nil {
-		return "", nil, fmt.Errorf("incoming %s: %w", name, err)
-	}
-	entries, err := d.ReadDir(1000)
-	d.Close()
-	if err != nil && !errors.Is(err, io.EOF) {
-		return "", nil, fmt.Errorf("incoming %s: %w", name, err)
-	}
-	type cand struct {
-		id string
-		m  *bundle.Manifest
-	}
-	var (
-		good     []cand
-		consumed []string
-		firstErr error
-	)
-	for _, e := range entries {
-		n := e.Name()
-		if strings.HasPrefix(n, ".") {
-			continue
-		}
-		consumed = append(consumed, name+"/"+n)
-		m, err := readIncomingManifest(inc, name, n)
-		if err != nil {
-			if firstErr == nil {
-				firstErr = err
-			}
-			continue
-		}
-		good = append(good, cand{n, m})
-	}
-	if len(good) == 0 {
-		return "", consumed, firstErr
-	}
-	sort.Slice(good, func(i, j int) bool {
-		a, b := good[i].m, good[j].m
-		if !a.NotBefore.Equal(b.NotBefore) {
-			return a.NotBefore.After(b.NotBefore)
-		}
-		return a.NotAfter.After(b.NotAfter)
-	})
-	return good[0].id, consumed, nil
-}
-
-func readIncomingManifest(inc *os.Root, name, id string) (*bundle.Manifest, error) {
-	fi, err := inc.Lstat(name + "/" + id)
-	if err != nil {
-		return nil, fmt.Errorf("incoming %s/%s: %w", name, id, err)
-	}
-	if !fi.IsDir() {
-		return nil, fmt.Errorf("%w: incoming %s/%s is a %s, not a directory", ErrBadIncoming, name, id, kind(fi))
-	}
-	data, err := readIncoming(inc, name+"/"+id+"/"+bundle.ManifestFile)
-	if err != nil {
-		return nil, err
-	}
-	m, err := bundle.ParseManifest(data)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %s/%s: %v", ErrBadIncoming, name, id, err)
-	}
-	if m.ID != id {
-		return nil, fmt.Errorf("%w: directory %s/%s holds bundle %s", ErrBadIncoming, name, id, m.ID)
-	}
-	return m, nil
-}
-
-func kind(fi fs.FileInfo) string {
-	switch t := fi.Mode().Type(); {
-	case t&fs.ModeSymlink != 0:
-		return "symlink"
-	case t.IsDir():
-		return "directory"
-	case t.IsRegular():
-		return "regular file"
-	}
-	return "special file"
-}
-
-// readIncoming reads one regular file inside inc: no symlink, no special
-// file, at most bundle.MaxFileSize bytes.
-func readIncoming(inc *os.Root, path string) ([]byte, error) {
-	fi, err := inc.Lstat(path)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrBadIncoming, err)
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("%w: %s is a %s: bundle files must be regular files", ErrBadIncoming, path, kind(fi))
-	}
-	f, err := inc.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrBadIncoming, err)
-	}
-	defer f.Close()
-	fi, err = f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("%w: %s is a %s: bundle files must be regular files", ErrBadIncoming, path, kind(fi))
-	}
-	if fi.Size() > bundle.MaxFileSize {
-		return nil, fmt.Errorf("%w: %s is %d bytes, more than the %d allowed", ErrBadIncoming, path, fi.Size(), bundle.MaxFileSize)
-	}
-	data, err := io.ReadAll(io.LimitReader(f, bundle.MaxFileSize+1))
-	if err != nil {
-		return nil, err
-	}
-	if len(data) > bundle.MaxFileSize {
-		return nil, fmt.Errorf("%w: %s is more than the %d bytes allowed", ErrBadIncoming, path, bundle.MaxFileSize)
-	}
-	return data, nil
 }
 
 // ids are the numeric owner and group for installed files; -1 leaves one
@@ -366,18 +219,6 @@ func (in *Installer) checkVersion(dir, id string) error {
 	return err
 }
 
-// swap points live/<name> at target with one rename(2).
-func (in *Installer) swap(name, target string) error {
-	return atomicfile.ReplaceSymlink(target, filepath.Join(in.liveDir(), name))
-}
-
-func (in *Installer) unlink(name string) error {
-	if err := os.Remove(filepath.Join(in.liveDir(), name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return err
-	}
-	return atomicfile.SyncDir(in.liveDir())
-}
-
 // prune keeps the Keep newest versions of name (by not_before), the
 // current one always among them.
 func (in *Installer) prune(name, currentID string) {
@@ -414,83 +255,6 @@ func (in *Installer) prune(name, currentID string) {
 	}
 }
 
-// StatusDir is the directory under incoming where the installed manifest
-// of each certificate is published as <name>.json for the push account.
-const StatusDir = ".status"
-
-// publishStatus writes the installed manifest of name to
-// <incoming>/.status/<name>.json (or removes it when nothing is
-// installed), through inc so that nothing the push account placed there
-// redirects the write.
-func (in *Installer) publishStatus(inc *os.Root, name string) error {
-	cur, err := in.current(name)
-	if err != nil {
-		return err
-	}
-	fi, err := inc.Lstat(StatusDir)
-	if err == nil && !fi.IsDir() {
-		if err := inc.Remove(StatusDir); err != nil {
-			return err
-		}
-		err = fs.ErrNotExist
-	}
-	if errors.Is(err, fs.ErrNotExist) {
-		if err := inc.Mkdir(StatusDir, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
-			return err
-		}
-		if fi, err = inc.Lstat(StatusDir); err == nil && !fi.IsDir() {
-			return fmt.Errorf("%s is a %s", StatusDir, kind(fi))
-		}
-	}
-	if err != nil {
-		return err
-	}
-	path := StatusDir + "/" + name + ".json"
-	if cur == nil || cur.Raw == nil {
-		if err := inc.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return err
-		}
-		return nil
-	}
-	return atomicfile.RootWriteFile(inc, path, cur.Raw, 0o644)
-}
-
-// lock takes the node's lock, waiting for another certnode as long as ctx
-// allows. The returned function releases it.
-func (in *Installer) lock(ctx context.Context) (func(), error) {
-	path := in.Config.Lock
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return nil, fmt.Errorf("create lock directory: %w", err)
-	}
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("open lock: %w", err)
-	}
-	delay, logged := 10*time.Millisecond, false
-	for {
-		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-		if err == nil {
-			return func() {
-				syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
-				f.Close()
-			}, nil
-		}
-		if !errors.Is(err, syscall.EWOULDBLOCK) && !errors.Is(err, syscall.EINTR) {
-			f.Close()
-			return nil, fmt.Errorf("lock %s: %w", path, err)
-		}
-		if !logged {
-			in.log().Info("waiting for another certnode to finish", "lock", path)
-			logged = true
-		}
-		t := time.NewTimer(delay)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			f.Close()
-			return nil, fmt.Errorf("wait for lock %s: %w", path, ctx.Err())
-		case <-t.C:
-		}
-		delay = min(delay*2, 200*time.Millisecond)
-	}
+func (in *Installer) archiveDir(name string) string {
+	return filepath.Join(in.Config.Root, "archive", name)
 }
