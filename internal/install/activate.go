@@ -12,10 +12,10 @@ import (
 	"github.com/certpush/certpush/internal/verify"
 )
 
-// activate swaps the live link to the new version, tests, reloads and
-// verifies, rolling back on failure.
+// activate records the install, switches the live link to the new
+// version and brings it up, rolling back on failure.
 func (a *attempt) activate(m *bundle.Manifest, created bool) {
-	in, c, name := a.in, a.cert, a.cert.Name
+	in, name := a.in, a.cert.Name
 	target := filepath.Join("..", "archive", name, m.ID)
 	// dropNew removes a version directory this run created and that is
 	// not live, so that a rolled-back bundle does not crowd out good ones.
@@ -37,54 +37,56 @@ func (a *attempt) activate(m *bundle.Manifest, created bool) {
 		a.fail(Failed, fmt.Errorf("switch live link: %w", err))
 		return
 	}
-	// done ends the install: the record goes once the outcome is settled
-	// (a rollback that did not complete keeps it, for the next run).
-	done := func() {
-		if err := in.clearPending(name); err != nil {
-			a.fail(Failed, errors.Join(a.res.Err, err))
-		}
-	}
-	env := []string{
-		"CERTNODE_NAME=" + name,
-		"CERTNODE_ID=" + m.ID,
-		"CERTNODE_LIVE_DIR=" + filepath.Join(in.liveDir(), name),
-	}
-	if len(c.Test) > 0 {
-		if err := in.command(a.ctx, "test", c.Test, env); err != nil {
-			err = fmt.Errorf("%w: %v", ErrTestFailed, err)
-			// The service never loaded the new files: no reload.
-			if rerr := in.rollback(a.ctx, c, a.cur, env, false); rerr != nil {
-				a.fail(Failed, errors.Join(err, rerr))
-				return
-			}
-			a.fail(RolledBack, err)
-			done()
-			dropNew()
-			return
-		}
-	}
-	var failure error
-	if len(c.Reload) > 0 {
-		if err := in.command(a.ctx, "reload", c.Reload, env); err != nil {
-			failure = fmt.Errorf("%w: %v", ErrReloadFailed, err)
-		}
-	}
-	if failure == nil {
-		failure = in.verifyServed(a.ctx, c, m.Domains, m.Fingerprint)
-	}
-	if failure != nil {
-		if rerr := in.rollback(a.ctx, c, a.cur, env, true); rerr != nil {
-			a.fail(Failed, errors.Join(failure, rerr))
-			return
-		}
-		a.fail(RolledBack, failure)
-		done()
-		dropNew()
+	if loaded, err := in.bringUp(a.ctx, a.cert, m.ID, m); err != nil {
+		a.revert(m.ID, err, loaded, dropNew)
 		return
 	}
 	a.res.Result = Installed
-	done()
+	a.settle()
 	in.prune(name, m.ID)
+}
+
+// bringUp runs the steps after the live link of c was switched to version
+// id, whose manifest is m: the config test, the reload, and the TLS check
+// of every verify endpoint. It stops at the first failure. loaded reports
+// whether the service may have loaded the new files (the test passed), so
+// that a rollback must reload it too. A normal install (activate) and the
+// recovery of an interrupted one (finishSwitched) both use it.
+func (in *Installer) bringUp(ctx context.Context, c *Cert, id string, m *bundle.Manifest) (loaded bool, err error) {
+	env := envFor(in, c.Name, id)
+	if len(c.Test) > 0 {
+		if err := in.command(ctx, "test", c.Test, env); err != nil {
+			// The service never loaded the new files: no reload.
+			return false, fmt.Errorf("%w: %v", ErrTestFailed, err)
+		}
+	}
+	if len(c.Reload) > 0 {
+		if err := in.command(ctx, "reload", c.Reload, env); err != nil {
+			return true, fmt.Errorf("%w: %v", ErrReloadFailed, err)
+		}
+	}
+	return true, in.verifyServed(ctx, c, m.Domains, m.Fingerprint)
+}
+
+// revert rolls a failed activation of version id back to the version that
+// was live before (reloading the service when reload is set) and reports
+// failure as rolled back, or as failed when the rollback did not complete;
+// then the install record stays, for the next run.
+func (a *attempt) revert(id string, failure error, reload bool, dropNew func()) {
+	if err := a.in.rollback(a.ctx, a.cert, a.cur, id, reload); err != nil {
+		a.fail(Failed, errors.Join(failure, err))
+		return
+	}
+	a.fail(RolledBack, failure)
+	a.settle()
+	dropNew()
+}
+
+// settle ends an install whose outcome is settled by removing its record.
+func (a *attempt) settle() {
+	if err := a.in.clearPending(a.cert.Name); err != nil {
+		a.fail(Failed, errors.Join(a.res.Err, err))
+	}
 }
 
 // verifyServed checks every verify endpoint of c for fingerprint.
@@ -118,11 +120,13 @@ func sniFor(c *Cert, domains []string) string {
 	return verify.DefaultSNI(domains)
 }
 
-// rollback points live/<name> back at the previous version (or removes it
-// when there was none) and, when reload is set, reloads the service and
-// checks that the previous certificate is served again. It runs even when
-// ctx is cancelled, within the configured timeouts.
-func (in *Installer) rollback(ctx context.Context, c *Cert, prev *installed, env []string, reload bool) error {
+// rollback points live/<name> back at the previous version prev (or
+// removes it when there was none), away from version id, and, when reload
+// is set, reloads the service and checks that the previous certificate is
+// served again. It runs even when ctx is cancelled, within the configured
+// timeouts. Every rollback, of a normal install or of an interrupted one,
+// goes through it.
+func (in *Installer) rollback(ctx context.Context, c *Cert, prev *installed, id string, reload bool) error {
 	ctx = context.WithoutCancel(ctx)
 	var err error
 	if prev != nil {
@@ -138,12 +142,9 @@ func (in *Installer) rollback(ctx context.Context, c *Cert, prev *installed, env
 		return nil
 	}
 	if prev != nil {
-		env = []string{
-			"CERTNODE_NAME=" + c.Name,
-			"CERTNODE_ID=" + prev.ID,
-			"CERTNODE_LIVE_DIR=" + filepath.Join(in.liveDir(), c.Name),
-		}
+		id = prev.ID
 	}
+	env := envFor(in, c.Name, id)
 	if len(c.Reload) > 0 {
 		if err := in.command(ctx, "reload", c.Reload, env); err != nil {
 			return fmt.Errorf("%w: reload after rollback: %v", ErrRollback, err)
@@ -164,6 +165,8 @@ func prevID(p *installed) string {
 	return p.ID
 }
 
+// envFor is the environment, added to certnode's own, of the test and
+// reload commands for version id of name.
 func envFor(in *Installer, name, id string) []string {
 	return []string{
 		"CERTNODE_NAME=" + name,

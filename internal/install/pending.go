@@ -126,7 +126,7 @@ func (a *attempt) recover(p *pending) (string, error) {
 			return p.ID, in.clearPending(name)
 		}
 		l.Warn("interrupted install failed; rolling back", "error", err)
-		if rerr := in.rollback(a.ctx, c, prev, envFor(in, name, p.PreviousID), prev != nil); rerr != nil {
+		if rerr := in.rollback(a.ctx, c, prev, p.ID, prev != nil); rerr != nil {
 			return "", fmt.Errorf("finish interrupted install of %s: %w", p.ID, errors.Join(err, rerr))
 		}
 		return "", in.clearPending(name)
@@ -134,7 +134,7 @@ func (a *attempt) recover(p *pending) (string, error) {
 		l.Warn("an install was interrupted around the live link switch; restoring the previous certificate")
 		// The service may have loaded the new files before a rollback
 		// was cut short: reload and check what it serves.
-		if err := in.rollback(a.ctx, c, prev, envFor(in, name, p.PreviousID), prev != nil); err != nil {
+		if err := in.rollback(a.ctx, c, prev, p.ID, prev != nil); err != nil {
 			return "", fmt.Errorf("restore after interrupted install of %s: %w", p.ID, err)
 		}
 		return "", in.clearPending(name)
@@ -144,23 +144,12 @@ func (a *attempt) recover(p *pending) (string, error) {
 	}
 }
 
-// finishSwitched runs the steps after the switch for the version now
-// live: config test, reload, TLS check.
+// finishSwitched brings up the version now live, as a normal install
+// does after the switch: config test, reload, TLS check.
 func (a *attempt) finishSwitched(cur *installed) error {
-	in, c := a.in, a.cert
 	if cur.Manifest == nil {
 		return fmt.Errorf("version %s is unreadable", cur.ID)
 	}
-	env := envFor(in, c.Name, cur.ID)
-	if len(c.Test) > 0 {
-		if err := in.command(a.ctx, "test", c.Test, env); err != nil {
-			return fmt.Errorf("%w: %v", ErrTestFailed, err)
-		}
-	}
-	if len(c.Reload) > 0 {
-		if err := in.command(a.ctx, "reload", c.Reload, env); err != nil {
-			return fmt.Errorf("%w: %v", ErrReloadFailed, err)
-		}
-	}
-	return in.verifyServed(a.ctx, c, cur.Manifest.Domains, cur.Manifest.Fingerprint)
+	_, err := a.in.bringUp(a.ctx, a.cert, cur.ID, cur.Manifest)
+	return err
 }
