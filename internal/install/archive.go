@@ -15,6 +15,7 @@ import (
 
 	"github.com/certpush/certpush/internal/atomicfile"
 	"github.com/certpush/certpush/internal/bundle"
+	"github.com/certpush/certpush/internal/wire"
 )
 
 // installed is what live/<name> points at.
@@ -47,7 +48,7 @@ func (in *Installer) current(name string) (*installed, error) {
 // at.
 func (in *Installer) installedAt(name, target string) *installed {
 	cur := &installed{Target: target}
-	if id := filepath.Base(target); validID(id) && target == filepath.Join("..", "archive", name, id) {
+	if id := filepath.Base(target); wire.ValidID(id) && target == filepath.Join("..", "archive", name, id) {
 		cur.ID = id
 	}
 	cur.Dir = filepath.Join(in.liveDir(), target)
@@ -65,18 +66,6 @@ func (in *Installer) installedAt(name, target string) *installed {
 		cur.ID = b.Manifest.ID
 	}
 	return cur
-}
-
-func validID(id string) bool {
-	if len(id) != 16 {
-		return false
-	}
-	for _, c := range id {
-		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
-			return false
-		}
-	}
-	return true
 }
 
 // ids are the numeric owner and group for installed files; -1 leaves one

@@ -49,24 +49,16 @@ var (
 	ErrBadIncoming   = errors.New("malformed bundle in incoming")
 )
 
-// Result is the outcome for one certificate. ID, Fingerprint and NotAfter
-// describe the bundle that was considered (for unchanged and installed, the
-// one now live); Previous is the id that was live before.
+// Result is the outcome for one certificate: the wire contract's
+// InstallResult (what `certnode install --json` prints), plus the error
+// behind its Error text.
 type Result struct {
-	Cert        string    `json:"cert"`
-	Result      string    `json:"result"`
-	ID          string    `json:"id"`
-	Previous    string    `json:"previous"`
-	Fingerprint string    `json:"fingerprint"`
-	NotAfter    time.Time `json:"not_after,omitzero"`
-	Error       string    `json:"error"`
-	Err         error     `json:"-"`
+	wire.InstallResult
+	Err error `json:"-"`
 }
 
 // OK reports whether the result counts as success (exit status 0).
-func (r Result) OK() bool {
-	return r.Result == Installed || r.Result == Unchanged || r.Result == Nothing
-}
+func (r Result) OK() bool { return wire.Succeeded(r.Result) }
 
 // Options change how Install picks and accepts a bundle.
 type Options struct {
@@ -110,7 +102,7 @@ func (in *Installer) Install(ctx context.Context, names []string, opts Options) 
 		if len(names) != 1 {
 			return nil, errors.New("--id needs exactly one certificate name")
 		}
-		if !validID(opts.ID) {
+		if !wire.ValidID(opts.ID) {
 			return nil, fmt.Errorf("bundle id %q is not 16 lowercase hex digits", opts.ID)
 		}
 	}
@@ -223,7 +215,7 @@ type attempt struct {
 }
 
 func (in *Installer) installOne(ctx context.Context, inc *os.Root, name string, opts Options) Result {
-	a := &attempt{in: in, ctx: ctx, inc: inc, res: Result{Cert: name}}
+	a := &attempt{in: in, ctx: ctx, inc: inc, res: Result{InstallResult: wire.InstallResult{Cert: name}}}
 	if err := bundle.ValidName(name); err != nil {
 		return a.fail(Refused, err)
 	}

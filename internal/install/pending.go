@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/certpush/certpush/internal/atomicfile"
+	"github.com/certpush/certpush/internal/wire"
 )
 
 // An install in progress is recorded in live/.<name>.pending before the
@@ -92,7 +93,7 @@ func (in *Installer) readPending(name string) (*pending, error) {
 	switch {
 	case p.Cert != name:
 		return nil, fmt.Errorf("install record %s is for %q", path, p.Cert)
-	case !validID(p.ID):
+	case !wire.ValidID(p.ID):
 		return nil, fmt.Errorf("install record %s: bad bundle id %q", path, p.ID)
 	}
 	return &p, nil

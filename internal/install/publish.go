@@ -7,14 +7,11 @@ import (
 	"os"
 
 	"github.com/certpush/certpush/internal/atomicfile"
+	"github.com/certpush/certpush/internal/wire"
 )
 
-// StatusDir is the directory under incoming where the installed manifest
-// of each certificate is published as <name>.json for the push account.
-const StatusDir = ".status"
-
 // publishStatus writes the installed manifest of name to
-// <incoming>/.status/<name>.json (or removes it when nothing is
+// <incoming>/<wire.StatusFile(name)> (or removes it when nothing is
 // installed), through inc so that nothing the push account placed there
 // redirects the write.
 func (in *Installer) publishStatus(inc *os.Root, name string) error {
@@ -22,25 +19,25 @@ func (in *Installer) publishStatus(inc *os.Root, name string) error {
 	if err != nil {
 		return err
 	}
-	fi, err := inc.Lstat(StatusDir)
+	fi, err := inc.Lstat(wire.StatusDir)
 	if err == nil && !fi.IsDir() {
-		if err := inc.Remove(StatusDir); err != nil {
+		if err := inc.Remove(wire.StatusDir); err != nil {
 			return err
 		}
 		err = fs.ErrNotExist
 	}
 	if errors.Is(err, fs.ErrNotExist) {
-		if err := inc.Mkdir(StatusDir, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+		if err := inc.Mkdir(wire.StatusDir, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
 			return err
 		}
-		if fi, err = inc.Lstat(StatusDir); err == nil && !fi.IsDir() {
-			return fmt.Errorf("%s is a %s", StatusDir, kind(fi))
+		if fi, err = inc.Lstat(wire.StatusDir); err == nil && !fi.IsDir() {
+			return fmt.Errorf("%s is a %s", wire.StatusDir, kind(fi))
 		}
 	}
 	if err != nil {
 		return err
 	}
-	path := StatusDir + "/" + name + ".json"
+	path := wire.StatusFile(name)
 	if cur == nil || cur.Raw == nil {
 		if err := inc.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err
