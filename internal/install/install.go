@@ -100,7 +100,7 @@ func (in *Installer) now() time.Time {
 func (in *Installer) Install(ctx context.Context, names []string, opts Options) ([]Result, error) {
 	if opts.ID != "" {
 		if len(names) != 1 {
-			return nil, errors.New("--id needs exactly one certificate name")
+			return nil, errors.New("installing a bundle by id needs exactly one certificate name")
 		}
 		if !wire.ValidID(opts.ID) {
 			return nil, fmt.Errorf("bundle id %q is not 16 lowercase hex digits", opts.ID)
@@ -365,7 +365,7 @@ func (a *attempt) run(opts Options) {
 		return
 	}
 	if a.cur != nil && a.cur.Manifest != nil && m.NotBefore.Before(a.cur.Manifest.NotBefore) && !opts.Force {
-		a.fail(Refused, fmt.Errorf("%w: bundle %s was issued %s, the installed %s %s; use --force to install it anyway",
+		a.fail(Refused, fmt.Errorf("%w: bundle %s was issued %s, the installed %s %s; install it with force to go back",
 			ErrDowngrade, cand, m.NotBefore.UTC().Format(time.RFC3339), a.cur.ID, a.cur.Manifest.NotBefore.UTC().Format(time.RFC3339)))
 		return
 	}
