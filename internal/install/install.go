@@ -283,20 +283,53 @@ func (a *attempt) finish() {
 	}
 }
 
+// run installs the bundle that opts pick from incoming: choose it, copy
+// it into a private directory, verify and accept the copy, move it into
+// the archive and activate it.
 func (a *attempt) run(opts Options) {
-	in, c, name := a.in, a.cert, a.cert.Name
+	cand := a.pick(opts)
+	if cand == "" {
+		return
+	}
+	a.res.ID = cand
+
+	// Copy into a private temporary directory and verify the copy, so
+	// what is checked is what gets installed.
+	tmp, ok := a.stageCopy(cand)
+	if !ok {
+		return
+	}
+	defer os.RemoveAll(tmp) // a no-op once renamed into place
+	m, ok := a.accept(tmp, cand, opts)
+	if !ok {
+		return
+	}
+
+	created, err := a.in.place(tmp, a.cert.Name, cand, a.cur)
+	if err != nil {
+		a.keepIncoming = true
+		a.fail(Failed, err)
+		return
+	}
+	a.activate(m, created)
+}
+
+// pick chooses the incoming bundle to install and records what this run
+// consumes. It returns "" when there is none, with the result set.
+func (a *attempt) pick(opts Options) string {
+	in, name := a.in, a.cert.Name
 	if a.inc == nil {
 		a.res.Result = Nothing
 		if opts.ID != "" {
 			a.res.Err = fmt.Errorf("no bundle %s in %s", opts.ID, in.Config.Incoming)
 		}
-		return
+		return ""
 	}
 	cand, consumed, err := pickCandidate(a.inc, name, opts.ID)
 	a.consumed = consumed
 	if err != nil {
 		a.fail(Refused, err)
-		return
+		return ""
 	}
 	if cand == "" {
 		a.res.Result = Nothing
@@ -306,23 +339,27 @@ func (a *attempt) run(opts Options) {
 				a.setFromCurrent()
 				a.res.Result = Unchanged
 				a.reportRecovered()
-				return
+				return ""
 			}
 			a.res.Err = fmt.Errorf("no bundle %s in %s", opts.ID, filepath.Join(in.Config.Incoming, name))
 		}
-		return
+		return ""
 	}
-	a.res.ID = cand
+	return cand
+}
 
-	// Copy into a private temporary directory and verify the copy, so
-	// what is checked is what gets installed.
+// stageCopy copies the incoming bundle cand into a private temporary
+// directory, owned and with modes as configured. ok is false when it
+// failed, with the result set.
+func (a *attempt) stageCopy(cand string) (tmp string, ok bool) {
+	in, c := a.in, a.cert
 	ids, err := in.owner(c)
 	if err != nil {
 		a.keepIncoming = true
 		a.fail(Failed, err)
-		return
+		return "", false
 	}
-	tmp, err := in.stage(a.inc, name, cand, c, ids)
+	tmp, err = in.stage(a.inc, c.Name, cand, c, ids)
 	if err != nil {
 		if errors.Is(err, ErrBadIncoming) {
 			a.fail(Refused, err)
@@ -330,53 +367,53 @@ func (a *attempt) run(opts Options) {
 			a.keepIncoming = true
 			a.fail(Failed, err)
 		}
-		return
+		return "", false
 	}
-	defer os.RemoveAll(tmp) // a no-op once renamed into place
+	return tmp, true
+}
 
+// accept verifies the staged copy tmp of bundle cand and decides whether
+// it is to be installed: it must verify, be for this certificate and its
+// domains, and (unless forced) be neither what is installed nor older.
+// ok is false when it is not, with the result set.
+func (a *attempt) accept(tmp, cand string, opts Options) (m *bundle.Manifest, ok bool) {
+	in, c, name := a.in, a.cert, a.cert.Name
 	b, err := bundle.Open(tmp)
 	if err != nil {
 		a.fail(Refused, fmt.Errorf("%w: %v", ErrBadIncoming, err))
-		return
+		return nil, false
 	}
-	m := b.Manifest
+	m = b.Manifest
 	a.res.Fingerprint, a.res.NotAfter = m.Fingerprint, m.NotAfter
 	mat, err := b.Verify(in.Config.TrustedKeys, in.now())
 	if err != nil {
 		a.fail(Refused, fmt.Errorf("bundle %s: %w", cand, err))
-		return
+		return nil, false
 	}
 	if m.Name != name {
 		a.fail(Refused, fmt.Errorf("%w: bundle %s is for %q, not %q", ErrNameMismatch, cand, m.Name, name))
-		return
+		return nil, false
 	}
 	if m.ID != cand {
 		a.fail(Refused, fmt.Errorf("%w: directory %s holds bundle %s", ErrBadIncoming, cand, m.ID))
-		return
+		return nil, false
 	}
 	if missing := bundle.Uncovered(mat.Leaf, c.Domains); len(missing) > 0 {
 		a.fail(Refused, fmt.Errorf("bundle %s: %w: %s (certificate has %s)", cand, bundle.ErrNames,
 			strings.Join(missing, ", "), strings.Join(bundle.Domains(mat.Leaf), ", ")))
-		return
+		return nil, false
 	}
 	if a.cur != nil && a.cur.ID == cand && !opts.Force {
 		a.res.Result = Unchanged
 		a.reportRecovered()
-		return
+		return nil, false
 	}
 	if a.cur != nil && a.cur.Manifest != nil && m.NotBefore.Before(a.cur.Manifest.NotBefore) && !opts.Force {
 		a.fail(Refused, fmt.Errorf("%w: bundle %s was issued %s, the installed %s %s; install it with force to go back",
 			ErrDowngrade, cand, m.NotBefore.UTC().Format(time.RFC3339), a.cur.ID, a.cur.Manifest.NotBefore.UTC().Format(time.RFC3339)))
-		return
+		return nil, false
 	}
-
-	created, err := in.place(tmp, name, cand, a.cur)
-	if err != nil {
-		a.keepIncoming = true
-		a.fail(Failed, err)
-		return
-	}
-	a.activate(m, created)
+	return m, true
 }
 
 // reportRecovered reports an install that this run finished for an
