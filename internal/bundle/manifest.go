@@ -15,6 +15,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/certpush/certpush/internal/wire"
 )
 
 // File names inside a bundle directory.
@@ -110,7 +112,7 @@ func ParseManifest(data []byte) (*Manifest, error) {
 	if err := ValidName(m.Name); err != nil {
 		return nil, fmt.Errorf("parse manifest: %w", err)
 	}
-	if !validID(m.ID) {
+	if !wire.ValidID(m.ID) {
 		return nil, fmt.Errorf("parse manifest: bad bundle id %q", m.ID)
 	}
 	for _, f := range Files {
@@ -171,14 +173,6 @@ func (m *Manifest) VerifySignature(trusted []ed25519.PublicKey) error {
 	return nil
 }
 
-func validID(id string) bool {
-	if len(id) != 16 {
-		return false
-	}
-	for _, c := range id {
-		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
-			return false
-		}
-	}
-	return true
-}
+// validID is wire.ValidID, the one definition of a bundle id; bundle.go
+// still calls it by this name.
+func validID(id string) bool { return wire.ValidID(id) }

@@ -24,7 +24,6 @@ import (
 	"time"
 
 	"github.com/certpush/certpush/internal/bundle"
-	"github.com/certpush/certpush/internal/verify"
 	"github.com/certpush/certpush/internal/wire"
 )
 
@@ -50,24 +49,16 @@ var (
 	ErrBadIncoming   = errors.New("malformed bundle in incoming")
 )
 
-// Result is the outcome for one certificate. ID, Fingerprint and NotAfter
-// describe the bundle that was considered (for unchanged and installed, the
-// one now live); Previous is the id that was live before.
+// Result is the outcome for one certificate: the wire contract's
+// InstallResult (what `certnode install --json` prints), plus the error
+// behind its Error text.
 type Result struct {
-	Cert        string    `json:"cert"`
-	Result      string    `json:"result"`
-	ID          string    `json:"id"`
-	Previous    string    `json:"previous"`
-	Fingerprint string    `json:"fingerprint"`
-	NotAfter    time.Time `json:"not_after,omitzero"`
-	Error       string    `json:"error"`
-	Err         error     `json:"-"`
+	wire.InstallResult
+	Err error `json:"-"`
 }
 
 // OK reports whether the result counts as success (exit status 0).
-func (r Result) OK() bool {
-	return r.Result == Installed || r.Result == Unchanged || r.Result == Nothing
-}
+func (r Result) OK() bool { return wire.Succeeded(r.Result) }
 
 // Options change how Install picks and accepts a bundle.
 type Options struct {
@@ -101,12 +92,6 @@ func (in *Installer) now() time.Time {
 	return in.Now()
 }
 
-func (in *Installer) archiveDir(name string) string {
-	return filepath.Join(in.Config.Root, "archive", name)
-}
-
-func (in *Installer) liveDir() string { return filepath.Join(in.Config.Root, "live") }
-
 // Install installs the newest bundle waiting for each of names (all
 // configured certificates when names is empty), one after the other, under
 // the node's lock; it waits for the lock as long as ctx allows. Each
@@ -115,9 +100,9 @@ func (in *Installer) liveDir() string { return filepath.Join(in.Config.Root, "li
 func (in *Installer) Install(ctx context.Context, names []string, opts Options) ([]Result, error) {
 	if opts.ID != "" {
 		if len(names) != 1 {
-			return nil, errors.New("--id needs exactly one certificate name")
+			return nil, errors.New("installing a bundle by id needs exactly one certificate name")
 		}
-		if !validID(opts.ID) {
+		if !wire.ValidID(opts.ID) {
 			return nil, fmt.Errorf("bundle id %q is not 16 lowercase hex digits", opts.ID)
 		}
 	}
@@ -230,7 +215,7 @@ type attempt struct {
 }
 
 func (in *Installer) installOne(ctx context.Context, inc *os.Root, name string, opts Options) Result {
-	a := &attempt{in: in, ctx: ctx, inc: inc, res: Result{Cert: name}}
+	a := &attempt{in: in, ctx: ctx, inc: inc, res: Result{InstallResult: wire.InstallResult{Cert: name}}}
 	if err := bundle.ValidName(name); err != nil {
 		return a.fail(Refused, err)
 	}
@@ -298,20 +283,53 @@ func (a *attempt) finish() {
 	}
 }
 
+// run installs the bundle that opts pick from incoming: choose it, copy
+// it into a private directory, verify and accept the copy, move it into
+// the archive and activate it.
 func (a *attempt) run(opts Options) {
-	in, c, name := a.in, a.cert, a.cert.Name
+	cand := a.pick(opts)
+	if cand == "" {
+		return
+	}
+	a.res.ID = cand
+
+	// Copy into a private temporary directory and verify the copy, so
+	// what is checked is what gets installed.
+	tmp, ok := a.stageCopy(cand)
+	if !ok {
+		return
+	}
+	defer os.RemoveAll(tmp) // a no-op once renamed into place
+	m, ok := a.accept(tmp, cand, opts)
+	if !ok {
+		return
+	}
+
+	created, err := a.in.place(tmp, a.cert.Name, cand, a.cur)
+	if err != nil {
+		a.keepIncoming = true
+		a.fail(Failed, err)
+		return
+	}
+	a.activate(m, created)
+}
+
+// pick chooses the incoming bundle to install and records what this run
+// consumes. It returns "" when there is none, with the result set.
+func (a *attempt) pick(opts Options) string {
+	in, name := a.in, a.cert.Name
 	if a.inc == nil {
 		a.res.Result = Nothing
 		if opts.ID != "" {
 			a.res.Err = fmt.Errorf("no bundle %s in %s", opts.ID, in.Config.Incoming)
 		}
-		return
+		return ""
 	}
 	cand, consumed, err := pickCandidate(a.inc, name, opts.ID)
 	a.consumed = consumed
 	if err != nil {
 		a.fail(Refused, err)
-		return
+		return ""
 	}
 	if cand == "" {
 		a.res.Result = Nothing
@@ -321,23 +339,27 @@ func (a *attempt) run(opts Options) {
 				a.setFromCurrent()
 				a.res.Result = Unchanged
 				a.reportRecovered()
-				return
+				return ""
 			}
 			a.res.Err = fmt.Errorf("no bundle %s in %s", opts.ID, filepath.Join(in.Config.Incoming, name))
 		}
-		return
+		return ""
 	}
-	a.res.ID = cand
+	return cand
+}
 
-	// Copy into a private temporary directory and verify the copy, so
-	// what is checked is what gets installed.
+// stageCopy copies the incoming bundle cand into a private temporary
+// directory, owned and with modes as configured. ok is false when it
+// failed, with the result set.
+func (a *attempt) stageCopy(cand string) (tmp string, ok bool) {
+	in, c := a.in, a.cert
 	ids, err := in.owner(c)
 	if err != nil {
 		a.keepIncoming = true
 		a.fail(Failed, err)
-		return
+		return "", false
 	}
-	tmp, err := in.stage(a.inc, name, cand, c, ids)
+	tmp, err = in.stage(a.inc, c.Name, cand, c, ids)
 	if err != nil {
 		if errors.Is(err, ErrBadIncoming) {
 			a.fail(Refused, err)
@@ -345,128 +367,53 @@ func (a *attempt) run(opts Options) {
 			a.keepIncoming = true
 			a.fail(Failed, err)
 		}
-		return
+		return "", false
 	}
-	defer os.RemoveAll(tmp) // a no-op once renamed into place
+	return tmp, true
+}
 
+// accept verifies the staged copy tmp of bundle cand and decides whether
+// it is to be installed: it must verify, be for this certificate and its
+// domains, and (unless forced) be neither what is installed nor older.
+// ok is false when it is not, with the result set.
+func (a *attempt) accept(tmp, cand string, opts Options) (m *bundle.Manifest, ok bool) {
+	in, c, name := a.in, a.cert, a.cert.Name
 	b, err := bundle.Open(tmp)
 	if err != nil {
 		a.fail(Refused, fmt.Errorf("%w: %v", ErrBadIncoming, err))
-		return
+		return nil, false
 	}
-	m := b.Manifest
+	m = b.Manifest
 	a.res.Fingerprint, a.res.NotAfter = m.Fingerprint, m.NotAfter
 	mat, err := b.Verify(in.Config.TrustedKeys, in.now())
 	if err != nil {
 		a.fail(Refused, fmt.Errorf("bundle %s: %w", cand, err))
-		return
+		return nil, false
 	}
 	if m.Name != name {
 		a.fail(Refused, fmt.Errorf("%w: bundle %s is for %q, not %q", ErrNameMismatch, cand, m.Name, name))
-		return
+		return nil, false
 	}
 	if m.ID != cand {
 		a.fail(Refused, fmt.Errorf("%w: directory %s holds bundle %s", ErrBadIncoming, cand, m.ID))
-		return
+		return nil, false
 	}
 	if missing := bundle.Uncovered(mat.Leaf, c.Domains); len(missing) > 0 {
 		a.fail(Refused, fmt.Errorf("bundle %s: %w: %s (certificate has %s)", cand, bundle.ErrNames,
 			strings.Join(missing, ", "), strings.Join(bundle.Domains(mat.Leaf), ", ")))
-		return
+		return nil, false
 	}
 	if a.cur != nil && a.cur.ID == cand && !opts.Force {
 		a.res.Result = Unchanged
 		a.reportRecovered()
-		return
+		return nil, false
 	}
 	if a.cur != nil && a.cur.Manifest != nil && m.NotBefore.Before(a.cur.Manifest.NotBefore) && !opts.Force {
-		a.fail(Refused, fmt.Errorf("%w: bundle %s was issued %s, the installed %s %s; use --force to install it anyway",
+		a.fail(Refused, fmt.Errorf("%w: bundle %s was issued %s, the installed %s %s; install it with force to go back",
 			ErrDowngrade, cand, m.NotBefore.UTC().Format(time.RFC3339), a.cur.ID, a.cur.Manifest.NotBefore.UTC().Format(time.RFC3339)))
-		return
+		return nil, false
 	}
-
-	created, err := in.place(tmp, name, cand, a.cur)
-	if err != nil {
-		a.keepIncoming = true
-		a.fail(Failed, err)
-		return
-	}
-	a.activate(m, created)
-}
-
-// activate swaps the live link to the new version, tests, reloads and
-// verifies, rolling back on failure.
-func (a *attempt) activate(m *bundle.Manifest, created bool) {
-	in, c, name := a.in, a.cert, a.cert.Name
-	target := filepath.Join("..", "archive", name, m.ID)
-	// dropNew removes a version directory this run created and that is
-	// not live, so that a rolled-back bundle does not crowd out good ones.
-	dropNew := func() {
-		if created {
-			os.RemoveAll(filepath.Join(in.archiveDir(name), m.ID))
-		}
-	}
-	if err := in.writePending(name, a.cur, m.ID); err != nil {
-		dropNew()
-		a.keepIncoming = true
-		a.fail(Failed, err)
-		return
-	}
-	if err := in.swap(name, target); err != nil {
-		in.clearPending(name)
-		dropNew()
-		a.keepIncoming = true
-		a.fail(Failed, fmt.Errorf("switch live link: %w", err))
-		return
-	}
-	// done ends the install: the record goes once the outcome is settled
-	// (a rollback that did not complete keeps it, for the next run).
-	done := func() {
-		if err := in.clearPending(name); err != nil {
-			a.fail(Failed, errors.Join(a.res.Err, err))
-		}
-	}
-	env := []string{
-		"CERTNODE_NAME=" + name,
-		"CERTNODE_ID=" + m.ID,
-		"CERTNODE_LIVE_DIR=" + filepath.Join(in.liveDir(), name),
-	}
-	if len(c.Test) > 0 {
-		if err := in.command(a.ctx, "test", c.Test, env); err != nil {
-			err = fmt.Errorf("%w: %v", ErrTestFailed, err)
-			// The service never loaded the new files: no reload.
-			if rerr := in.rollback(a.ctx, c, a.cur, env, false); rerr != nil {
-				a.fail(Failed, errors.Join(err, rerr))
-				return
-			}
-			a.fail(RolledBack, err)
-			done()
-			dropNew()
-			return
-		}
-	}
-	var failure error
-	if len(c.Reload) > 0 {
-		if err := in.command(a.ctx, "reload", c.Reload, env); err != nil {
-			failure = fmt.Errorf("%w: %v", ErrReloadFailed, err)
-		}
-	}
-	if failure == nil {
-		failure = in.verifyServed(a.ctx, c, m.Domains, m.Fingerprint)
-	}
-	if failure != nil {
-		if rerr := in.rollback(a.ctx, c, a.cur, env, true); rerr != nil {
-			a.fail(Failed, errors.Join(failure, rerr))
-			return
-		}
-		a.fail(RolledBack, failure)
-		done()
-		dropNew()
-		return
-	}
-	a.res.Result = Installed
-	done()
-	in.prune(name, m.ID)
+	return m, true
 }
 
 // reportRecovered reports an install that this run finished for an
@@ -483,81 +430,4 @@ func (a *attempt) setFromCurrent() {
 	if m := a.cur.Manifest; m != nil {
 		a.res.Fingerprint, a.res.NotAfter = m.Fingerprint, m.NotAfter
 	}
-}
-
-// verifyServed checks every verify endpoint of c for fingerprint.
-func (in *Installer) verifyServed(ctx context.Context, c *Cert, domains []string, fingerprint string) error {
-	if len(c.Verify) == 0 {
-		return nil
-	}
-	sni := sniFor(c, domains)
-	var errs []error
-	for _, ep := range c.Verify {
-		start := time.Now()
-		if err := verify.Expect(ctx, ep, sni, fingerprint, c.VerifyTimeout); err != nil {
-			errs = append(errs, fmt.Errorf("%s (SNI %s): %w", ep, sni, err))
-			continue
-		}
-		in.log().Debug("verified", "cert", c.Name, "endpoint", ep, "fingerprint", fingerprint, "duration", time.Since(start))
-	}
-	if len(errs) > 0 {
-		return fmt.Errorf("%w: %w", ErrVerifyFailed, errors.Join(errs...))
-	}
-	return nil
-}
-
-func sniFor(c *Cert, domains []string) string {
-	if c.VerifySNI != "" {
-		return c.VerifySNI
-	}
-	if len(c.Domains) > 0 {
-		domains = c.Domains
-	}
-	return verify.DefaultSNI(domains)
-}
-
-// rollback points live/<name> back at the previous version (or removes it
-// when there was none) and, when reload is set, reloads the service and
-// checks that the previous certificate is served again. It runs even when
-// ctx is cancelled, within the configured timeouts.
-func (in *Installer) rollback(ctx context.Context, c *Cert, prev *installed, env []string, reload bool) error {
-	ctx = context.WithoutCancel(ctx)
-	var err error
-	if prev != nil {
-		err = in.swap(c.Name, prev.Target)
-	} else {
-		err = in.unlink(c.Name)
-	}
-	if err != nil {
-		return fmt.Errorf("%w: restore live link: %v", ErrRollback, err)
-	}
-	in.log().Info("rolled back live link", "cert", c.Name, "previous", prevID(prev))
-	if !reload {
-		return nil
-	}
-	if prev != nil {
-		env = []string{
-			"CERTNODE_NAME=" + c.Name,
-			"CERTNODE_ID=" + prev.ID,
-			"CERTNODE_LIVE_DIR=" + filepath.Join(in.liveDir(), c.Name),
-		}
-	}
-	if len(c.Reload) > 0 {
-		if err := in.command(ctx, "reload", c.Reload, env); err != nil {
-			return fmt.Errorf("%w: reload after rollback: %v", ErrRollback, err)
-		}
-	}
-	if prev != nil && prev.Manifest != nil {
-		if err := in.verifyServed(ctx, c, prev.Manifest.Domains, prev.Manifest.Fingerprint); err != nil {
-			return fmt.Errorf("%w: previous certificate %s not served after rollback: %v", ErrRollback, prev.ID, err)
-		}
-	}
-	return nil
-}
-
-func prevID(p *installed) string {
-	if p == nil {
-		return ""
-	}
-	return p.ID
 }

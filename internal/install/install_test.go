@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/certpush/certpush/internal/bundle"
+	"github.com/certpush/certpush/internal/wire"
 )
 
 const name = "example.com"
@@ -58,7 +59,7 @@ func TestInstallSuccess(t *testing.T) {
 	}
 
 	// Status for the push account: the exact manifest bytes, 0644.
-	status := filepath.Join(n.incoming, StatusDir, name+".json")
+	status := filepath.Join(n.incoming, wire.StatusDir, name+".json")
 	got, err := os.ReadFile(status)
 	if err != nil {
 		t.Fatal(err)
@@ -306,7 +307,7 @@ func TestInstallRefused(t *testing.T) {
 			if len(entries) != 1 {
 				t.Errorf("archive holds %d entries, want 1", len(entries))
 			}
-			status, _ := os.ReadFile(filepath.Join(n.incoming, StatusDir, name+".json"))
+			status, _ := os.ReadFile(filepath.Join(n.incoming, wire.StatusDir, name+".json"))
 			if m, err := bundle.ParseManifest(status); err != nil || m.ID != good.id {
 				t.Errorf("status: %v", err)
 			}
@@ -421,7 +422,7 @@ func TestTestFailsRollsBack(t *testing.T) {
 	n2.bundle(name, bundleOptions{})
 	n2.installOne(name, Options{}, RolledBack)
 	n2.wantLive(name, "")
-	if n2.exists(filepath.Join(n2.incoming, StatusDir, name+".json")) {
+	if n2.exists(filepath.Join(n2.incoming, wire.StatusDir, name+".json")) {
 		t.Errorf("status written with nothing installed")
 	}
 }
@@ -572,7 +573,7 @@ func TestStatusDirSymlinkReplaced(t *testing.T) {
 	n := newNode(t, nodeOptions{})
 	target := filepath.Join(n.dir, "target")
 	os.MkdirAll(target, 0o755)
-	if err := os.Symlink(target, filepath.Join(n.incoming, StatusDir)); err != nil {
+	if err := os.Symlink(target, filepath.Join(n.incoming, wire.StatusDir)); err != nil {
 		t.Fatal(err)
 	}
 	n.bundle(name, bundleOptions{})
@@ -580,11 +581,11 @@ func TestStatusDirSymlinkReplaced(t *testing.T) {
 	if entries, _ := os.ReadDir(target); len(entries) != 0 {
 		t.Errorf("status written through a symlink: %v", entries)
 	}
-	fi, err := os.Lstat(filepath.Join(n.incoming, StatusDir))
+	fi, err := os.Lstat(filepath.Join(n.incoming, wire.StatusDir))
 	if err != nil || !fi.IsDir() {
 		t.Fatalf("status dir: %v %v", fi, err)
 	}
-	if !n.exists(filepath.Join(n.incoming, StatusDir, name+".json")) {
+	if !n.exists(filepath.Join(n.incoming, wire.StatusDir, name+".json")) {
 		t.Errorf("no status file")
 	}
 }

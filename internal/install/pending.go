@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/certpush/certpush/internal/atomicfile"
+	"github.com/certpush/certpush/internal/wire"
 )
 
 // An install in progress is recorded in live/.<name>.pending before the
@@ -92,7 +93,7 @@ func (in *Installer) readPending(name string) (*pending, error) {
 	switch {
 	case p.Cert != name:
 		return nil, fmt.Errorf("install record %s is for %q", path, p.Cert)
-	case !validID(p.ID):
+	case !wire.ValidID(p.ID):
 		return nil, fmt.Errorf("install record %s: bad bundle id %q", path, p.ID)
 	}
 	return &p, nil
@@ -126,7 +127,7 @@ func (a *attempt) recover(p *pending) (string, error) {
 			return p.ID, in.clearPending(name)
 		}
 		l.Warn("interrupted install failed; rolling back", "error", err)
-		if rerr := in.rollback(a.ctx, c, prev, envFor(in, name, p.PreviousID), prev != nil); rerr != nil {
+		if rerr := in.rollback(a.ctx, c, prev, p.ID, prev != nil); rerr != nil {
 			return "", fmt.Errorf("finish interrupted install of %s: %w", p.ID, errors.Join(err, rerr))
 		}
 		return "", in.clearPending(name)
@@ -134,7 +135,7 @@ func (a *attempt) recover(p *pending) (string, error) {
 		l.Warn("an install was interrupted around the live link switch; restoring the previous certificate")
 		// The service may have loaded the new files before a rollback
 		// was cut short: reload and check what it serves.
-		if err := in.rollback(a.ctx, c, prev, envFor(in, name, p.PreviousID), prev != nil); err != nil {
+		if err := in.rollback(a.ctx, c, prev, p.ID, prev != nil); err != nil {
 			return "", fmt.Errorf("restore after interrupted install of %s: %w", p.ID, err)
 		}
 		return "", in.clearPending(name)
@@ -144,61 +145,12 @@ func (a *attempt) recover(p *pending) (string, error) {
 	}
 }
 
-// finishSwitched runs the steps after the switch for the version now
-// live: config test, reload, TLS check.
+// finishSwitched brings up the version now live, as a normal install
+// does after the switch: config test, reload, TLS check.
 func (a *attempt) finishSwitched(cur *installed) error {
-	in, c := a.in, a.cert
 	if cur.Manifest == nil {
 		return fmt.Errorf("version %s is unreadable", cur.ID)
 	}
-	env := envFor(in, c.Name, cur.ID)
-	if len(c.Test) > 0 {
-		if err := in.command(a.ctx, "test", c.Test, env); err != nil {
-			return fmt.Errorf("%w: %v", ErrTestFailed, err)
-		}
-	}
-	if len(c.Reload) > 0 {
-		if err := in.command(a.ctx, "reload", c.Reload, env); err != nil {
-			return fmt.Errorf("%w: %v", ErrReloadFailed, err)
-		}
-	}
-	return in.verifyServed(a.ctx, c, cur.Manifest.Domains, cur.Manifest.Fingerprint)
-}
-
-func envFor(in *Installer, name, id string) []string {
-	return []string{
-		"CERTNODE_NAME=" + name,
-		"CERTNODE_ID=" + id,
-		"CERTNODE_LIVE_DIR=" + filepath.Join(in.liveDir(), name),
-	}
-}
-
-// StaleUpload is the age after which an upload directory
-// (<incoming>/<name>/.tmp-*) that was never renamed into place counts as
-// abandoned, left by a push whose connection broke, and is removed.
-const StaleUpload = 10 * time.Minute
-
-// cleanUploads removes abandoned upload directories of name from incoming.
-// Younger ones may belong to a push under way and are left alone.
-func (in *Installer) cleanUploads(inc *os.Root, name string) {
-	d, err := inc.Open(name)
-	if err != nil {
-		return
-	}
-	entries, _ := d.ReadDir(1000)
-	d.Close()
-	for _, e := range entries {
-		if !strings.HasPrefix(e.Name(), ".tmp-") {
-			continue
-		}
-		fi, err := e.Info()
-		if err != nil || in.now().Sub(fi.ModTime()) < StaleUpload {
-			continue
-		}
-		p := name + "/" + e.Name()
-		in.log().Info("remove abandoned upload", "cert", name, "path", p, "age", in.now().Sub(fi.ModTime()).Round(time.Second))
-		if err := inc.RemoveAll(p); err != nil {
-			in.log().Warn("remove abandoned upload", "cert", name, "path", p, "error", err)
-		}
-	}
+	_, err := a.in.bringUp(a.ctx, a.cert, cur.ID, cur.Manifest)
+	return err
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/certpush/certpush/internal/bundle"
+	"github.com/certpush/certpush/internal/wire"
 )
 
 // interrupted leaves n as a run killed right after it switched the live
@@ -83,7 +84,7 @@ func TestInterruptedAfterSwitchIsFinished(t *testing.T) {
 	if n.exists(v2.dir) {
 		t.Errorf("incoming bundle kept after the install was finished")
 	}
-	if !n.exists(filepath.Join(n.incoming, StatusDir, name+".json")) {
+	if !n.exists(filepath.Join(n.incoming, wire.StatusDir, name+".json")) {
 		t.Errorf("status not published")
 	}
 }
