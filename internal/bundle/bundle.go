@@ -15,6 +15,7 @@ import (
 
 	"github.com/certpush/certpush/internal/atomicfile"
 	"github.com/certpush/certpush/internal/bounded"
+	"github.com/certpush/certpush/internal/wire"
 )
 
 // Bundle is a bundle directory and its manifest.
@@ -239,7 +240,7 @@ func (s *Store) Current(name string) (*Bundle, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !validID(id) {
+	if !wire.ValidID(id) {
 		return nil, fmt.Errorf("%s: current points to %q, not a bundle id", name, id)
 	}
 	return Open(filepath.Join(s.Dir, name, id))

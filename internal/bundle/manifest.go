@@ -172,7 +172,3 @@ func (m *Manifest) VerifySignature(trusted []ed25519.PublicKey) error {
 	}
 	return nil
 }
-
-// validID is wire.ValidID, the one definition of a bundle id; bundle.go
-// still calls it by this name.
-func validID(id string) bool { return wire.ValidID(id) }
