@@ -5,17 +5,15 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-
 	"github.com/certpush/certpush/internal/bundle"
+	"github.com/certpush/certpush/internal/promtest"
+	"github.com/certpush/certpush/internal/testproc"
 )
 
 func TestCanaryFailureStopsRollout(t *testing.T) {
@@ -106,7 +104,7 @@ func TestStatusReportsStaleAlignedUnreachable(t *testing.T) {
 	if code, _, _ := w.certpush("push", "--metrics-file", metricsFile); code != 0 {
 		t.Fatalf("full push exited %d", code)
 	}
-	fams := parseMetrics(t, metricsFile)
+	fams := promtest.Parse(t, metricsFile)
 	if got := fams["certpush_hosts"]; got == nil {
 		t.Error("push metrics lack certpush_hosts")
 	}
@@ -118,7 +116,7 @@ func TestStatusReportsStaleAlignedUnreachable(t *testing.T) {
 	if code != 0 || summary != "3/3 aligned" {
 		t.Errorf("after a full push: exit %d, %q", code, summary)
 	}
-	fams = parseMetrics(t, metricsFile)
+	fams = promtest.Parse(t, metricsFile)
 	aligned := 0.0
 	for _, m := range fams["certpush_endpoint_aligned"].GetMetric() {
 		aligned += m.GetGauge().GetValue()
@@ -149,20 +147,6 @@ func TestStatusReportsStaleAlignedUnreachable(t *testing.T) {
 		t.Errorf("unknown fingerprint hash: exit %d, want 2", code)
 	}
 	_ = fp
-}
-
-func parseMetrics(t *testing.T, path string) map[string]*dto.MetricFamily {
-	t.Helper()
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var p expfmt.TextParser
-	fams, err := p.TextToMetricFamilies(bytes.NewReader(data))
-	if err != nil {
-		t.Fatalf("metrics file does not parse: %v\n%s", err, data)
-	}
-	return fams
 }
 
 func TestInterruptLeavesHostsOldOrNew(t *testing.T) {
@@ -254,7 +238,7 @@ func TestEveryVerifyEndpointIsChecked(t *testing.T) {
 	w := newWorld(t, 1)
 	h := w.fleet.Hosts[0]
 	// A second endpoint that serves nothing: the host is not done.
-	closed := freePort(t)
+	closed := testproc.MustFreePort(t)
 	cfg, err := os.ReadFile(w.config)
 	if err != nil {
 		t.Fatal(err)
@@ -269,14 +253,4 @@ func TestEveryVerifyEndpointIsChecked(t *testing.T) {
 	if code != 1 || results[h.Name] != "failed" || !strings.Contains(errs[h.Name], fmt.Sprintf("127.0.0.1:%d", closed)) {
 		t.Errorf("push with an endpoint down: %d %q %q", code, results[h.Name], errs[h.Name])
 	}
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
