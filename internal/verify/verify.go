@@ -89,6 +89,10 @@ func Expect(ctx context.Context, endpoint, serverName, fingerprint string, timeo
 	for {
 		s, err := Probe(ctx, endpoint, serverName, timeout)
 		switch {
+		case err != nil && ctx.Err() != nil && last != nil:
+			// The probe was cut off by the overall timeout: what the
+			// endpoint did before says more than "deadline exceeded".
+			return last
 		case err != nil:
 			last, good = err, 0
 		case s.Fingerprint == expect:
