@@ -9,10 +9,8 @@ import (
 	"testing"
 	"time"
 
-	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-
 	"github.com/certpush/certpush/internal/bundle"
+	"github.com/certpush/certpush/internal/promtest"
 )
 
 func TestMetricsFiles(t *testing.T) {
@@ -29,7 +27,7 @@ func TestMetricsFiles(t *testing.T) {
 	if code, stdout, stderr := certnode(t, "--config", cfgPath, "install", "--metrics-file", prom, "--id", id, "example.com"); code != 0 {
 		t.Fatalf("install: %d %s %s", code, stdout, stderr)
 	}
-	fams := parseProm(t, prom)
+	fams := promtest.Parse(t, prom)
 	for _, m := range fams["certnode_install_result"].GetMetric() {
 		var result string
 		for _, l := range m.GetLabel() {
@@ -48,23 +46,8 @@ func TestMetricsFiles(t *testing.T) {
 	if code, _, _ := certnode(t, "--config", cfgPath, "check", "--days", "30", "--metrics-file", prom); code != 1 {
 		t.Errorf("check --days 30 exited %d, want 1", code)
 	}
-	fams = parseProm(t, prom)
+	fams = promtest.Parse(t, prom)
 	if v := fams["certnode_cert_ok"].GetMetric()[0].GetGauge().GetValue(); v != 0 {
 		t.Errorf("certnode_cert_ok = %v for a certificate expiring within 30 days", v)
 	}
-}
-
-func parseProm(t *testing.T, path string) map[string]*dto.MetricFamily {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var p expfmt.TextParser
-	fams, err := p.TextToMetricFamilies(f)
-	if err != nil {
-		t.Fatalf("%s does not parse: %v", path, err)
-	}
-	return fams
 }

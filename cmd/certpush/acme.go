@@ -16,17 +16,16 @@ import (
 )
 
 func (e *env) obtainCommand() *cli.Command {
-	c := &cli.Command{
+	var (
+		pf     pushFlags
+		noPush bool
+	)
+	c := e.pushing(&cli.Command{
 		Name:  "obtain",
 		Args:  "NAME",
 		Short: "obtain a certificate over ACME, bundle and push it",
 		Long:  "Obtain a new certificate for NAME over ACME (even if the current one is valid),\nmake it the current bundle and push it to the certificate's hosts.",
-	}
-	var pf pushFlags
-	pf.register(&c.Flags)
-	noPush := c.Flags.Bool("no-push", false, "make the bundle but do not push it")
-	c.Run = func(ctx context.Context, names []string) error {
-		e.quietly(pf)
+	}, &pf, func(ctx context.Context, names []string) error {
 		if len(names) != 1 {
 			return cli.Usagef("obtain takes one certificate NAME")
 		}
@@ -41,20 +40,18 @@ func (e *env) obtainCommand() *cli.Command {
 		if err := e.obtain(ctx, cfg, cert, nil); err != nil {
 			return err
 		}
-		if *noPush {
+		if noPush {
 			return nil
 		}
-		rep, err := e.pushCert(ctx, cfg, cert.Name, pf)
-		if err != nil {
-			return err
-		}
-		return e.finishPush(cfg, []certReport{rep}, pf)
-	}
+		return e.pushNames(ctx, cfg, []string{cert.Name}, pf)
+	})
+	c.Flags.BoolVar(&noPush, "no-push", false, "make the bundle but do not push it")
 	return c
 }
 
 func (e *env) renewCommand() *cli.Command {
-	c := &cli.Command{
+	var pf pushFlags
+	return e.pushing(&cli.Command{
 		Name:  "renew",
 		Args:  "[NAME...]",
 		Short: "renew what is due (threshold or ARI), bundle and push",
@@ -64,11 +61,7 @@ lifetime), or inside the CA's renewal window (ARI). A valid certificate is
 never re-issued. Then push every named certificate to the hosts that do
 not have it yet, so hosts that failed before are retried.
 Safe to run from cron or a systemd timer every few hours.`,
-	}
-	var pf pushFlags
-	pf.register(&c.Flags)
-	c.Run = func(ctx context.Context, names []string) error {
-		e.quietly(pf)
+	}, &pf, func(ctx context.Context, names []string) error {
 		cfg, err := e.loadConfig()
 		if err != nil {
 			return err
@@ -124,8 +117,7 @@ Safe to run from cron or a systemd timer every few hours.`,
 			return cli.ErrReported
 		}
 		return err
-	}
-	return c
+	})
 }
 
 // renewOne obtains a new certificate for cert when it is due.

@@ -17,6 +17,7 @@ import (
 	"github.com/certpush/certpush/internal/bundle"
 	"github.com/certpush/certpush/internal/devca"
 	"github.com/certpush/certpush/internal/testfleet"
+	"github.com/certpush/certpush/internal/testlog"
 )
 
 // certnodeBin is a certnode binary built once for the hosts of the tests;
@@ -72,7 +73,7 @@ func newWorldFor(t *testing.T, hosts int, names []string) *world {
 		Domains:    names,
 		Certnode:   certnodeBin,
 		TrustedKey: signer.PublicKey(),
-		Logger:     slog.New(slog.NewTextHandler(testWriter{t}, nil)),
+		Logger:     testlog.AtLevel(t, slog.LevelInfo),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -86,13 +87,6 @@ func newWorldFor(t *testing.T, hosts int, names []string) *world {
 		t.Fatal(err)
 	}
 	return w
-}
-
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(b []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(b), "\n"))
-	return len(b), nil
 }
 
 // certpush runs the command in process and returns its exit code and

@@ -7,8 +7,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
+	"github.com/certpush/certpush/internal/bounded"
 	"github.com/certpush/certpush/internal/bundle"
 	"github.com/certpush/certpush/internal/cli"
 	"github.com/certpush/certpush/internal/inventory"
@@ -65,11 +67,7 @@ func (e *env) importCommand() *cli.Command {
 		if !*doPush {
 			return nil
 		}
-		rep, err := e.pushCert(ctx, cfg, name, pf)
-		if err != nil {
-			return err
-		}
-		return e.finishPush(cfg, []certReport{rep}, pf)
+		return e.pushNames(ctx, cfg, []string{name}, pf)
 	}
 	return c
 }
@@ -77,14 +75,14 @@ func (e *env) importCommand() *cli.Command {
 // readSmall reads a PEM input file, refusing anything larger than a bundle
 // file may be.
 func readSmall(path string) ([]byte, error) {
-	fi, err := os.Stat(path)
+	// certbot's live directory holds symlinks into its archive: follow
+	// them, but never block on a FIFO.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, err
 	}
-	if fi.Size() > bundle.MaxFileSize {
-		return nil, fmt.Errorf("%s is %d bytes, larger than the %d allowed", path, fi.Size(), bundle.MaxFileSize)
-	}
-	return os.ReadFile(path)
+	defer f.Close()
+	return bounded.ReadRegular(f, path, bundle.MaxFileSize)
 }
 
 // addBundle validates the PEM material (it must cover the certificate's
@@ -120,15 +118,12 @@ func (e *env) addBundle(cfg *inventory.Config, cert *inventory.Cert, certPEM, ch
 var errNoLineage = errors.New("RENEWED_LINEAGE is not set: 'certpush hook' is certbot's deploy hook (certbot --deploy-hook or /etc/letsencrypt/renewal-hooks/deploy/)")
 
 func (e *env) hookCommand() *cli.Command {
-	c := &cli.Command{
+	var pf pushFlags
+	return e.pushing(&cli.Command{
 		Name:  "hook",
 		Short: "certbot deploy hook: bundle RENEWED_LINEAGE and push it",
 		Long:  "certbot deploy hook: bundles the renewed lineage (RENEWED_LINEAGE)\nand pushes it to the certificate's hosts. The certificate name is the\nlineage's directory name.",
-	}
-	var pf pushFlags
-	pf.register(&c.Flags)
-	c.Run = func(ctx context.Context, names []string) error {
-		e.quietly(pf)
+	}, &pf, func(ctx context.Context, names []string) error {
 		lineage := e.getenv("RENEWED_LINEAGE")
 		if lineage == "" {
 			return cli.Usage(errNoLineage)
@@ -155,11 +150,6 @@ func (e *env) hookCommand() *cli.Command {
 		if _, err := e.addBundle(cfg, cert, data[0], data[1], data[2], bundle.SourceCertbot, renewed...); err != nil {
 			return err
 		}
-		rep, err := e.pushCert(ctx, cfg, name, pf)
-		if err != nil {
-			return err
-		}
-		return e.finishPush(cfg, []certReport{rep}, pf)
-	}
-	return c
+		return e.pushNames(ctx, cfg, []string{name}, pf)
+	})
 }

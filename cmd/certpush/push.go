@@ -46,16 +46,25 @@ func (p *pushFlags) register(fs interface {
 	fs.StringVar(&p.metrics, "metrics-file", "", "write Prometheus metrics to `file` (node_exporter textfile collector)")
 }
 
+// pushing gives c the push flags, filled in pf, and a Run that applies
+// --json and --quiet before it calls run.
+func (e *env) pushing(c *cli.Command, pf *pushFlags, run func(context.Context, []string) error) *cli.Command {
+	pf.register(&c.Flags)
+	c.Run = func(ctx context.Context, args []string) error {
+		e.quietly(*pf)
+		return run(ctx, args)
+	}
+	return c
+}
+
 func (e *env) pushCommand() *cli.Command {
-	c := &cli.Command{
+	var pf pushFlags
+	return e.pushing(&cli.Command{
 		Name:  "push",
 		Args:  "[NAME...]",
 		Short: "push the current bundle of each certificate to its hosts",
 		Long:  "Push the current bundle of each named certificate (default: all) to its hosts.\nExit 1 if any host failed.",
-	}
-	var pf pushFlags
-	pf.register(&c.Flags)
-	c.Run = func(ctx context.Context, names []string) error {
+	}, &pf, func(ctx context.Context, names []string) error {
 		cfg, err := e.loadConfig()
 		if err != nil {
 			return err
@@ -63,17 +72,22 @@ func (e *env) pushCommand() *cli.Command {
 		if len(names) == 0 {
 			names = cfg.CertOrder
 		}
-		var reports []certReport
-		for _, name := range names {
-			rep, err := e.pushCert(ctx, cfg, name, pf)
-			if err != nil {
-				return err
-			}
-			reports = append(reports, rep)
+		return e.pushNames(ctx, cfg, names, pf)
+	})
+}
+
+// pushNames pushes the current bundle of each named certificate, then
+// records, writes metrics and prints as finishPush does.
+func (e *env) pushNames(ctx context.Context, cfg *inventory.Config, names []string, pf pushFlags) error {
+	var reports []certReport
+	for _, name := range names {
+		rep, err := e.pushCert(ctx, cfg, name, pf)
+		if err != nil {
+			return err
 		}
-		return e.finishPush(cfg, reports, pf)
+		reports = append(reports, rep)
 	}
-	return c
+	return e.finishPush(cfg, reports, pf)
 }
 
 // finishPush records the results, writes metrics and prints the report.
@@ -115,7 +129,6 @@ func (e *env) store(cfg *inventory.Config) *bundle.Store {
 // first, and the rest only when every canary succeeded.
 func (e *env) pushCert(ctx context.Context, cfg *inventory.Config, name string, pf pushFlags) (certReport, error) {
 	rep := certReport{Cert: name}
-	e.quietly(pf)
 	cert, err := cfg.Cert(name)
 	if err != nil {
 		return rep, cli.Usage(err)

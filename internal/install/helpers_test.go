@@ -7,7 +7,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/certpush/certpush/internal/bundle"
 	"github.com/certpush/certpush/internal/devca"
+	"github.com/certpush/certpush/internal/testlog"
 )
 
 // node is a certnode root, an incoming directory, a CA that issues test
@@ -121,16 +121,8 @@ defaults:
 func (n *node) installer() *Installer {
 	return &Installer{
 		Config: n.cfg,
-		Logger: slog.New(slog.NewTextHandler(testWriter{n.t}, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Logger: testlog.Logger(n.t),
 	}
-}
-
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(b []byte) (int, error) {
-	w.t.Helper()
-	w.t.Log(strings.TrimRight(string(b), "\n"))
-	return len(b), nil
 }
 
 func (n *node) script(name, body string) string {

@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/certpush/certpush/internal/bounded"
 	"github.com/certpush/certpush/internal/bundle"
 )
 
@@ -127,22 +128,9 @@ func readIncoming(inc *os.Root, path string) ([]byte, error) {
 		return nil, fmt.Errorf("%w: %v", ErrBadIncoming, err)
 	}
 	defer f.Close()
-	fi, err = f.Stat()
+	data, err := bounded.ReadRegular(f, path, bundle.MaxFileSize)
 	if err != nil {
-		return nil, err
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("%w: %s is a %s: bundle files must be regular files", ErrBadIncoming, path, kind(fi))
-	}
-	if fi.Size() > bundle.MaxFileSize {
-		return nil, fmt.Errorf("%w: %s is %d bytes, more than the %d allowed", ErrBadIncoming, path, fi.Size(), bundle.MaxFileSize)
-	}
-	data, err := io.ReadAll(io.LimitReader(f, bundle.MaxFileSize+1))
-	if err != nil {
-		return nil, err
-	}
-	if len(data) > bundle.MaxFileSize {
-		return nil, fmt.Errorf("%w: %s is more than the %d bytes allowed", ErrBadIncoming, path, bundle.MaxFileSize)
+		return nil, fmt.Errorf("%w: %v", ErrBadIncoming, err)
 	}
 	return data, nil
 }
