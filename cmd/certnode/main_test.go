@@ -94,33 +94,3 @@ func TestCLI(t *testing.T) {
 		t.Errorf("check via env: %d %q", code, stdout)
 	}
 }
-
-func TestCLIUsage(t *testing.T) {
-	bad := filepath.Join(t.TempDir(), "certnode.yaml")
-	os.WriteFile(bad, []byte("certs:\n  example.com:\n    relaod: [x]\n"), 0o644)
-	testCases := []struct {
-		desc   string
-		args   []string
-		code   int
-		stderr string
-	}{
-		{desc: "no command", code: 2, stderr: "Usage:"},
-		{desc: "unknown command", args: []string{"frob"}, code: 2, stderr: `unknown command "frob"`},
-		{desc: "help", args: []string{"-h"}, code: 0},
-		{desc: "bad config", args: []string{"--config", bad, "install"}, code: 2, stderr: bad + `:3: unknown key "relaod"`},
-		{desc: "missing config", args: []string{"--config", bad + ".none", "status"}, code: 2, stderr: "certnode: hint:"},
-		{desc: "id without name", args: []string{"--config", bad, "install", "--id", "0123456789abcdef"}, code: 2, stderr: "exactly one"},
-		{desc: "bad id", args: []string{"--config", bad, "install", "--id", "x", "a"}, code: 2, stderr: "not a bundle id"},
-	}
-	for _, tc := range testCases {
-		t.Run(tc.desc, func(t *testing.T) {
-			code, _, stderr := certnode(t, tc.args...)
-			if code != tc.code || !strings.Contains(stderr, tc.stderr) {
-				t.Errorf("exit %d, stderr %q; want %d and %q", code, stderr, tc.code, tc.stderr)
-			}
-		})
-	}
-	if code, stdout, _ := certnode(t, "version"); code != 0 || !strings.HasPrefix(stdout, "certnode ") {
-		t.Errorf("version: %d %q", code, stdout)
-	}
-}

@@ -1,0 +1,153 @@
+// Package scripttest runs the CLI test scripts of certpush and certnode
+// (testscript files under cmd/*/testdata/script) with the commands they
+// share: exits, expand, mkcert, mkbundle and perm.
+package scripttest
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/certpush/certpush/internal/bundle"
+	"github.com/certpush/certpush/internal/devca"
+)
+
+// signer signs the bundles mkbundle makes. Its key is fixed so that a
+// script can name it; scripts see its public key as $TRUSTED_KEY.
+var signer = bundle.NewSigner(ed25519.NewKeyFromSeed(bytes.Repeat([]byte{0x5c}, ed25519.SeedSize)))
+
+// Run runs every script in testdata/script. The programs the scripts
+// call must have been registered with testscript.Main in TestMain.
+func Run(t *testing.T) {
+	testscript.Run(t, testscript.Params{
+		Dir:                 "testdata/script",
+		RequireExplicitExec: true,
+		Setup: func(e *testscript.Env) error {
+			e.Setenv("TRUSTED_KEY", signer.PublicKey())
+			return nil
+		},
+		Cmds: map[string]func(*testscript.TestScript, bool, []string){
+			"exits":    exits,
+			"expand":   expand,
+			"mkcert":   mkcert,
+			"mkbundle": mkbundle,
+			"perm":     perm,
+		},
+	})
+}
+
+// exits N PROGRAM [ARGS...] runs the program and fails unless it exits
+// with status N. Its stdout and stderr are kept for the next stdout and
+// stderr commands, as exec keeps them.
+func exits(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) < 2 {
+		ts.Fatalf("usage: exits N PROGRAM [ARGS...]")
+	}
+	want, err := strconv.Atoi(args[0])
+	ts.Check(err)
+	err = ts.Exec(args[1], args[2:]...)
+	got := 0
+	if ee, ok := errors.AsType[*exec.ExitError](err); ok {
+		got = ee.ExitCode()
+	} else if err != nil {
+		ts.Fatalf("%s: %v", args[1], err)
+	}
+	if got != want {
+		ts.Fatalf("%s exited %d, want %d", args[1], got, want)
+	}
+}
+
+// expand FILE... replaces $VAR and ${VAR} in each file with the
+// script's environment ($WORK, $TRUSTED_KEY, ...).
+func expand(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) == 0 {
+		ts.Fatalf("usage: expand FILE...")
+	}
+	for _, f := range args {
+		data := os.Expand(ts.ReadFile(f), ts.Getenv)
+		ts.Check(os.WriteFile(ts.MkAbs(f), []byte(data), 0o644))
+	}
+}
+
+// issue makes a certificate for domains from a new test CA, valid for
+// the given number of days from now (negative: expired that long ago).
+func issue(ts *testscript.TestScript, days int, domains []string) *devca.Issued {
+	ca, err := devca.New("script test")
+	ts.Check(err)
+	l := devca.Leaf{Domains: domains, NotAfter: time.Now().Add(time.Duration(days) * 24 * time.Hour)}
+	if days < 0 {
+		l.NotBefore = l.NotAfter.Add(-30 * 24 * time.Hour)
+	}
+	is, err := ca.Issue(l)
+	ts.Check(err)
+	return is
+}
+
+// flags splits "-days N" off args.
+func flags(ts *testscript.TestScript, args []string) (days int, rest []string) {
+	days = 60
+	if len(args) >= 2 && args[0] == "-days" {
+		d, err := strconv.Atoi(args[1])
+		ts.Check(err)
+		return d, args[2:]
+	}
+	return days, args
+}
+
+// mkcert [-days N] DIR DOMAIN... writes cert.pem, chain.pem and key.pem
+// (mode 0600) for the domains into DIR, as a CA or certbot would hand
+// them over.
+func mkcert(ts *testscript.TestScript, neg bool, args []string) {
+	days, args := flags(ts, args)
+	if neg || len(args) < 2 {
+		ts.Fatalf("usage: mkcert [-days N] DIR DOMAIN...")
+	}
+	dir := ts.MkAbs(args[0])
+	is := issue(ts, days, args[1:])
+	ts.Check(os.MkdirAll(dir, 0o755))
+	ts.Check(os.WriteFile(filepath.Join(dir, "cert.pem"), is.Cert, 0o644))
+	ts.Check(os.WriteFile(filepath.Join(dir, "chain.pem"), is.Chain, 0o644))
+	ts.Check(os.WriteFile(filepath.Join(dir, "key.pem"), is.Key, 0o600))
+}
+
+// mkbundle [-days N] INCOMING NAME DOMAIN... writes a bundle for the
+// domains, signed by the key $TRUSTED_KEY names, to INCOMING/NAME/ID as
+// certpush uploads it, and sets $ID to its id.
+func mkbundle(ts *testscript.TestScript, neg bool, args []string) {
+	days, args := flags(ts, args)
+	if neg || len(args) < 3 {
+		ts.Fatalf("usage: mkbundle [-days N] INCOMING NAME DOMAIN...")
+	}
+	is := issue(ts, days, args[2:])
+	mat, err := bundle.ParseMaterial(is.Cert, is.Chain, is.Key)
+	ts.Check(err)
+	m := bundle.NewManifest(args[1], mat, bundle.SourceImport, time.Now())
+	ts.Check(signer.Sign(m))
+	ts.Check(bundle.Write(filepath.Join(ts.MkAbs(args[0]), args[1], mat.ID()), mat, m))
+	ts.Setenv("ID", mat.ID())
+}
+
+// perm MODE FILE fails unless FILE has the permission bits MODE (octal).
+func perm(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 2 {
+		ts.Fatalf("usage: perm MODE FILE")
+	}
+	want, err := strconv.ParseUint(args[0], 8, 32)
+	ts.Check(err)
+	fi, err := os.Stat(ts.MkAbs(args[1]))
+	ts.Check(err)
+	if got := uint64(fi.Mode().Perm()); (got == want) == neg {
+		ts.Fatalf("%s has mode %s, want %s%s", args[1], fmtMode(got), map[bool]string{true: "not "}[neg], fmtMode(want))
+	}
+}
+
+func fmtMode(m uint64) string { return fmt.Sprintf("%04o", m) }
