@@ -16,25 +16,41 @@ import (
 
 	"github.com/certpush/certpush/internal/bundle"
 	"github.com/certpush/certpush/internal/devca"
+	"github.com/certpush/certpush/internal/scripttest"
 	"github.com/certpush/certpush/internal/testfleet"
 	"github.com/certpush/certpush/internal/testlog"
+	"github.com/rogpeppe/go-internal/testscript"
 )
 
 // certnodeBin is a certnode binary built once for the hosts of the tests;
 // certpushBin is certpush, for programs that run it (certbot's hook).
 var certnodeBin, certpushBin string
 
+// TestMain runs certpush itself when a test script calls it, and the
+// tests otherwise.
 func TestMain(m *testing.M) {
+	testscript.Main(withBinaries{m}, map[string]func(){
+		"certpush": func() { os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr)) },
+	})
+}
+
+// withBinaries builds the binaries the fleet tests need around the run.
+type withBinaries struct{ m *testing.M }
+
+func (w withBinaries) Run() int {
 	bins, err := testfleet.BuildBinaries()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
+		return 1
 	}
+	defer bins.Remove()
 	certnodeBin, certpushBin = bins.Certnode, bins.Certpush
-	code := m.Run()
-	bins.Remove()
-	os.Exit(code)
+	return w.m.Run()
 }
+
+// TestScripts runs testdata/script/*.txt: usage, exit codes, stderr and
+// what a failed run leaves behind.
+func TestScripts(t *testing.T) { scripttest.Run(t) }
 
 const certName = "example.test"
 

@@ -1,6 +1,6 @@
 // Package scripttest runs the CLI test scripts of certpush and certnode
 // (testscript files under cmd/*/testdata/script) with the commands they
-// share: exits, expand, mkcert, mkbundle and perm.
+// share: exits, expand, mkcert, mkbundle, perm and tree.
 package scripttest
 
 import (
@@ -8,6 +8,7 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -41,6 +42,7 @@ func Run(t *testing.T) {
 			"mkcert":   mkcert,
 			"mkbundle": mkbundle,
 			"perm":     perm,
+			"tree":     tree,
 		},
 	})
 }
@@ -151,3 +153,39 @@ func perm(ts *testscript.TestScript, neg bool, args []string) {
 }
 
 func fmtMode(m uint64) string { return fmt.Sprintf("%04o", m) }
+
+// tree DIR prints every path under DIR with its type and permission
+// bits, one per line in lexical order, so that a script can save what a
+// directory held (cp stdout before.txt) and show that a failed run left
+// it as it was (tree DIR; cmp stdout before.txt). A missing DIR prints
+// nothing.
+func tree(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: tree DIR")
+	}
+	root := ts.MkAbs(args[0])
+	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if errors.Is(err, fs.ErrNotExist) && path == root {
+			return fs.SkipAll
+		}
+		if err != nil || path == root {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, path)
+		line := fmt.Sprintf("%s %s", fi.Mode(), filepath.ToSlash(rel))
+		if fi.Mode()&fs.ModeSymlink != 0 {
+			target, err := os.Readlink(path)
+			if err != nil {
+				return err
+			}
+			line += " -> " + target
+		}
+		_, err = fmt.Fprintln(ts.Stdout(), line)
+		return err
+	})
+	ts.Check(err)
+}
