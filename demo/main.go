@@ -91,39 +91,59 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	for _, h := range fleet.Hosts {
 		fmt.Fprintf(out, "    %s  ssh 127.0.0.1:%d  https 127.0.0.1:%d  serving bootstrap cert %.16s\n", h.Name, h.SSHPort, h.TLSPort, h.BootstrapFingerprint)
 	}
-	config := filepath.Join(work, "certpush.yaml")
-	env := append(os.Environ(), "CERTPUSH_CONFIG="+config)
-	cp := func(args ...string) error {
-		fmt.Fprintf(out, "\n$ certpush %s\n", strings.Join(args, " "))
-		cmd := exec.CommandContext(ctx, certpush, args...)
-		cmd.Env = env
-		cmd.Stdout, cmd.Stderr = out, out
-		return cmd.Run()
-	}
+	d := &demo{ctx: ctx, out: out, certpush: certpush, fleet: fleet, work: work, stateDir: stateDir,
+		config: filepath.Join(work, "certpush.yaml")}
+	d.env = append(os.Environ(), "CERTPUSH_CONFIG="+d.config)
 	if *issuer == "devca" {
-		if err := fleet.WriteInventory(config, testfleet.InventoryOptions{StateDir: stateDir}); err != nil {
+		if err := fleet.WriteInventory(d.config, testfleet.InventoryOptions{StateDir: stateDir}); err != nil {
 			return err
 		}
-		return devcaRounds(ctx, out, fleet, work, cp)
+		return devcaRounds(ctx, out, fleet, work, d.cp)
 	}
+	return d.acmeRounds()
+}
 
+// demo is a running demo: the fleet, its work directory and certpush's
+// config and environment.
+type demo struct {
+	ctx                    context.Context
+	out                    io.Writer
+	certpush               string
+	fleet                  *testfleet.Fleet
+	work, stateDir, config string
+	env                    []string
+}
+
+// cp runs certpush with args, showing the command line and its output.
+func (d *demo) cp(args ...string) error {
+	fmt.Fprintf(d.out, "\n$ certpush %s\n", strings.Join(args, " "))
+	cmd := exec.CommandContext(d.ctx, d.certpush, args...)
+	cmd.Env = d.env
+	cmd.Stdout, cmd.Stderr = d.out, d.out
+	return cmd.Run()
+}
+
+// acmeRounds starts pebble, obtains a wildcard certificate by DNS-01 and
+// pushes it, renews (nothing is due), then obtains and pushes another.
+func (d *demo) acmeRounds() error {
+	ctx, out := d.ctx, d.out
 	step(out, "starting a local ACME server (pebble) and its DNS server (pebble-challtestsrv)")
-	srv, err := testacme.Start(ctx, testacme.Options{Dir: filepath.Join(work, "pebble")})
+	srv, err := testacme.Start(ctx, testacme.Options{Dir: filepath.Join(d.work, "pebble")})
 	if err != nil {
 		return err
 	}
 	defer srv.Close()
-	script, err := srv.ExecScript(work)
+	script, err := srv.ExecScript(d.work)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "    ACME directory %s, DNS %s\n", srv.DirectoryURL, srv.DNSAddr)
 	// lego's exec DNS provider runs script to publish the TXT records.
-	env = append(env, "EXEC_PATH="+script, "EXEC_SEQUENCE_INTERVAL=0", "EXEC_POLLING_INTERVAL=1", "EXEC_PROPAGATION_TIMEOUT=30")
+	d.env = append(d.env, "EXEC_PATH="+script, "EXEC_SEQUENCE_INTERVAL=0", "EXEC_POLLING_INTERVAL=1", "EXEC_PROPAGATION_TIMEOUT=30")
 	extra := fmt.Sprintf("acme:\n  directory: %s\n  email: ops@example.test\n  ca_file: %s\n  dns_resolvers: [%q]\n  disable_propagation_check: true\n",
 		srv.DirectoryURL, srv.ListenerCAFile, srv.DNSAddr)
-	if err := fleet.WriteInventory(config, testfleet.InventoryOptions{
-		StateDir: stateDir,
+	if err := d.fleet.WriteInventory(d.config, testfleet.InventoryOptions{
+		StateDir: d.stateDir,
 		Cert:     map[string]any{"challenge": map[string]any{"type": "dns-01", "provider": "exec"}},
 		Extra:    extra,
 	}); err != nil {
@@ -136,28 +156,28 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		} else {
 			step(out, "rotating: obtaining a new certificate and pushing it the same way")
 		}
-		if err := cp("obtain", certName); err != nil {
+		if err := d.cp("obtain", certName); err != nil {
 			return fmt.Errorf("obtain: %w", err)
 		}
-		if err := cp("status"); err != nil {
+		if err := d.cp("status"); err != nil {
 			return fmt.Errorf("status: %w", err)
 		}
-		b, err := (&bundle.Store{Dir: filepath.Join(stateDir, "bundles")}).Current(certName)
+		b, err := (&bundle.Store{Dir: filepath.Join(d.stateDir, "bundles")}).Current(certName)
 		if err != nil {
 			return err
 		}
 		fps = append(fps, b.Manifest.Fingerprint)
-		if err := checkServed(ctx, out, fleet, b.Manifest.Fingerprint); err != nil {
+		if err := checkServed(ctx, out, d.fleet, b.Manifest.Fingerprint); err != nil {
 			return err
 		}
 		if round == 1 {
 			step(out, "renew from cron: the certificate is fresh, so nothing is issued and every host is unchanged")
-			if err := cp("renew"); err != nil {
+			if err := d.cp("renew"); err != nil {
 				return err
 			}
 		}
 	}
-	step(out, "rollover done: %.16s -> %.16s on all %d hosts", fps[0], fps[1], len(fleet.Hosts))
+	step(out, "rollover done: %.16s -> %.16s on all %d hosts", fps[0], fps[1], len(d.fleet.Hosts))
 	return nil
 }
 

@@ -151,32 +151,11 @@ func (e *env) pushCert(ctx context.Context, cfg *inventory.Config, name string, 
 			return rep, err
 		}
 	}
-	auth, closeAuth, err := push.Auth(cfg.SSH.Identity, e.getenv("SSH_AUTH_SOCK"))
+	p, closeAuth, err := e.pusher(cfg, cert, b, pf)
 	if err != nil {
-		return rep, cli.Usage(err)
+		return rep, err
 	}
 	defer closeAuth()
-	parallel := cfg.SSH.Parallel
-	if pf.parallel > 0 {
-		parallel = pf.parallel
-	}
-	p, err := push.New(b, push.Options{
-		Auth:           auth,
-		KnownHosts:     cfg.SSH.KnownHosts,
-		Parallel:       parallel,
-		Timeout:        cfg.SSH.Timeout,
-		ConnectTimeout: cfg.SSH.ConnectTimeout,
-		Install:        cert.Install == inventory.InstallNow,
-		SNI:            cert.SNI(),
-		Force:          pf.force,
-		DryRun:         pf.dryRun,
-		Logger:         e.log.With("cert", name),
-		Progress:       e.progress(name),
-		MaxFailures:    pf.maxFail,
-	})
-	if err != nil {
-		return rep, cli.Usage(err)
-	}
 	canaries := len(cert.Canary)
 	if pf.canary > 0 {
 		canaries = pf.canary
@@ -207,6 +186,38 @@ func (e *env) pushCert(ctx context.Context, cfg *inventory.Config, name string, 
 		}
 	}
 	return rep, nil
+}
+
+// pusher makes the pusher of bundle b for cert with the config's SSH
+// settings and the flags; closeAuth releases the SSH agent, if any.
+func (e *env) pusher(cfg *inventory.Config, cert *inventory.Cert, b *bundle.Bundle, pf pushFlags) (p *push.Pusher, closeAuth func(), err error) {
+	auth, closeAuth, err := push.Auth(cfg.SSH.Identity, e.getenv("SSH_AUTH_SOCK"))
+	if err != nil {
+		return nil, nil, cli.Usage(err)
+	}
+	parallel := cfg.SSH.Parallel
+	if pf.parallel > 0 {
+		parallel = pf.parallel
+	}
+	p, err = push.New(b, push.Options{
+		Auth:           auth,
+		KnownHosts:     cfg.SSH.KnownHosts,
+		Parallel:       parallel,
+		Timeout:        cfg.SSH.Timeout,
+		ConnectTimeout: cfg.SSH.ConnectTimeout,
+		Install:        cert.Install == inventory.InstallNow,
+		SNI:            cert.SNI(),
+		Force:          pf.force,
+		DryRun:         pf.dryRun,
+		Logger:         e.log.With("cert", cert.Name),
+		Progress:       e.progress(cert.Name),
+		MaxFailures:    pf.maxFail,
+	})
+	if err != nil {
+		closeAuth()
+		return nil, nil, cli.Usage(err)
+	}
+	return p, closeAuth, nil
 }
 
 func wave(name string, rs []push.Result) []push.Result {

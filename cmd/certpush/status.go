@@ -12,6 +12,7 @@ import (
 
 	"github.com/certpush/certpush/internal/bundle"
 	"github.com/certpush/certpush/internal/cli"
+	"github.com/certpush/certpush/internal/inventory"
 	"github.com/certpush/certpush/internal/verify"
 )
 
@@ -35,34 +36,9 @@ func (e *env) statusCommand() *cli.Command {
 		if err != nil {
 			return err
 		}
-		if len(names) == 0 {
-			names = cfg.CertOrder
-		}
-		var eps []verify.Endpoint
-		bundles := map[string]*bundle.Bundle{}
-		for _, name := range names {
-			cert, err := cfg.Cert(name)
-			if err != nil {
-				return cli.Usage(err)
-			}
-			want := ""
-			b, err := e.store(cfg).Current(name)
-			switch {
-			case err == nil:
-				want = b.Manifest.Fingerprint
-				bundles[name] = b
-			case !errors.Is(err, bundle.ErrNoBundle):
-				return err
-			}
-			hosts, err := cfg.HostsFor(name)
-			if err != nil {
-				return cli.Usage(err)
-			}
-			for _, h := range hosts {
-				for _, addr := range h.Verify {
-					eps = append(eps, verify.Endpoint{Cert: name, Host: h.Name, Address: addr, SNI: cert.SNI(), Want: want})
-				}
-			}
+		eps, bundles, err := e.statusEndpoints(cfg, names)
+		if err != nil {
+			return err
 		}
 		reports := verify.Survey(ctx, eps, *parallel, *timeout, time.Now(), e.surveyProgress())
 		e.progressDone()
@@ -74,29 +50,8 @@ func (e *env) statusCommand() *cli.Command {
 		if err := statusMetrics(reports, bundles).WriteIfSet(*metricsFile); err != nil {
 			return err
 		}
-		if *asJSON {
-			if reports == nil {
-				reports = []verify.Report{}
-			}
-			enc := json.NewEncoder(e.stdout)
-			enc.SetIndent("", "  ")
-			if err := enc.Encode(map[string]any{"endpoints": reports, "counts": counts, "summary": summary}); err != nil {
-				return err
-			}
-		} else {
-			tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
-			fmt.Fprintf(tw, "CERT\tHOST\tENDPOINT\tSTATE\tFINGERPRINT (%s)\tNOT AFTER\tDAYS\n", strings.ToUpper(*hash))
-			for _, r := range reports {
-				fp, notAfter, days := "-", "-", "-"
-				if r.Leaf != nil {
-					fp, _ = verify.Format(r.Leaf.Raw, *hash)
-					notAfter = r.NotAfter.Format(time.DateOnly)
-					days = fmt.Sprint(r.DaysLeft)
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Cert, r.Host, r.Address, r.State, fp, notAfter, days)
-			}
-			tw.Flush()
-			fmt.Fprintln(e.stdout, summary)
+		if err := e.printStatus(reports, counts, summary, *hash, *asJSON); err != nil {
+			return err
 		}
 		if counts[verify.Aligned] != len(reports) {
 			return cli.ErrReported
@@ -104,6 +59,70 @@ func (e *env) statusCommand() *cli.Command {
 		return nil
 	}
 	return c
+}
+
+// statusEndpoints lists the verify endpoints of the named certificates
+// (default: all), each with the fingerprint of its current bundle, and
+// those bundles by name.
+func (e *env) statusEndpoints(cfg *inventory.Config, names []string) ([]verify.Endpoint, map[string]*bundle.Bundle, error) {
+	if len(names) == 0 {
+		names = cfg.CertOrder
+	}
+	var eps []verify.Endpoint
+	bundles := map[string]*bundle.Bundle{}
+	for _, name := range names {
+		cert, err := cfg.Cert(name)
+		if err != nil {
+			return nil, nil, cli.Usage(err)
+		}
+		want := ""
+		b, err := e.store(cfg).Current(name)
+		switch {
+		case err == nil:
+			want = b.Manifest.Fingerprint
+			bundles[name] = b
+		case !errors.Is(err, bundle.ErrNoBundle):
+			return nil, nil, err
+		}
+		hosts, err := cfg.HostsFor(name)
+		if err != nil {
+			return nil, nil, cli.Usage(err)
+		}
+		for _, h := range hosts {
+			for _, addr := range h.Verify {
+				eps = append(eps, verify.Endpoint{Cert: name, Host: h.Name, Address: addr, SNI: cert.SNI(), Want: want})
+			}
+		}
+	}
+	return eps, bundles, nil
+}
+
+// printStatus prints the survey as JSON or as a table and a summary.
+func (e *env) printStatus(reports []verify.Report, counts map[string]int, summary, hash string, asJSON bool) error {
+	if asJSON {
+		if reports == nil {
+			reports = []verify.Report{}
+		}
+		enc := json.NewEncoder(e.stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(map[string]any{"endpoints": reports, "counts": counts, "summary": summary})
+	}
+	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "CERT\tHOST\tENDPOINT\tSTATE\tFINGERPRINT (%s)\tNOT AFTER\tDAYS\n", strings.ToUpper(hash))
+	for _, r := range reports {
+		fp, notAfter, days := "-", "-", "-"
+		if r.Leaf != nil {
+			fp, _ = verify.Format(r.Leaf.Raw, hash)
+			notAfter = r.NotAfter.Format(time.DateOnly)
+			days = fmt.Sprint(r.DaysLeft)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Cert, r.Host, r.Address, r.State, fp, notAfter, days)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	_, err := fmt.Fprintln(e.stdout, summary)
+	return err
 }
 
 // summarize gives a line such as "42/45 aligned, 2 stale, 1 unreachable".

@@ -173,12 +173,7 @@ func (p *parser) user(n *yaml.Node, key string) (string, bool) {
 }
 
 func (p *parser) keyType(n *yaml.Node, key string) (string, bool) {
-	v, ok := p.Text(n, key)
-	if ok && !slices.Contains(KeyTypes, v) {
-		p.Errorf(yamlconf.Deref(n), "%s: unknown key type %q (use %s)", key, v, strings.Join(KeyTypes, ", "))
-		return "", false
-	}
-	return v, ok
+	return p.OneOf(n, key, "key type", KeyTypes...)
 }
 
 func (p *parser) acme(n *yaml.Node, a *ACME) {
@@ -494,12 +489,7 @@ func (p *parser) canary(c *Cert, canary []*yaml.Node, canaryKey string, hostsFil
 
 // installMode reads InstallNow or InstallCron.
 func (p *parser) installMode(n *yaml.Node, key string) (string, bool) {
-	v, ok := p.Text(n, key)
-	if ok && v != InstallNow && v != InstallCron {
-		p.Errorf(yamlconf.Deref(n), "%s: unknown install mode %q (use %s or %s)", key, v, InstallNow, InstallCron)
-		return "", false
-	}
-	return v, ok
+	return p.OneOf(n, key, "install mode", InstallNow, InstallCron)
 }
 
 // hostsFile reads and parses a cert's host list, merging entries that name
@@ -566,15 +556,7 @@ func (p *parser) challenge(keyNode, n *yaml.Node, where string) *Challenge {
 		set[f.Key.Value] = f.Key
 		switch f.Key.Value {
 		case "type":
-			v, ok := p.NonEmpty(f.Val, key)
-			if !ok {
-				break
-			}
-			if v != ChallengeDNS01 && v != ChallengeHTTP01 {
-				p.Errorf(yamlconf.Deref(f.Val), "%s: unknown challenge type %q (use %s or %s)", key, v, ChallengeDNS01, ChallengeHTTP01)
-				break
-			}
-			ch.Type = v
+			ch.Type, _ = p.OneOf(f.Val, key, "challenge type", ChallengeDNS01, ChallengeHTTP01)
 		case "provider":
 			v, ok := p.NonEmpty(f.Val, key)
 			if !ok {
@@ -586,15 +568,7 @@ func (p *parser) challenge(keyNode, n *yaml.Node, where string) *Challenge {
 			}
 			ch.Provider = v
 		case "mode":
-			v, ok := p.NonEmpty(f.Val, key)
-			if !ok {
-				break
-			}
-			if v != ModeWebrootPush && v != ModeStandalone {
-				p.Errorf(yamlconf.Deref(f.Val), "%s: unknown mode %q (use %s or %s)", key, v, ModeWebrootPush, ModeStandalone)
-				break
-			}
-			ch.Mode = v
+			ch.Mode, _ = p.OneOf(f.Val, key, "mode", ModeWebrootPush, ModeStandalone)
 		case "webroot":
 			v, ok := p.NonEmpty(f.Val, key)
 			if !ok {

@@ -17,6 +17,7 @@ import (
 	"io"
 	"regexp"
 	"strconv"
+	"slices"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -302,6 +303,21 @@ func (c *Checker) NonEmpty(n *yaml.Node, key string) (string, bool) {
 		return "", false
 	}
 	return s, ok
+}
+
+// OneOf is NonEmpty, refusing a value that is not one of allowed with
+// "unknown WHAT "v" (use a or b)".
+func (c *Checker) OneOf(n *yaml.Node, key, what string, allowed ...string) (string, bool) {
+	v, ok := c.NonEmpty(n, key)
+	if ok && !slices.Contains(allowed, v) {
+		list := strings.Join(allowed, ", ")
+		if len(allowed) == 2 {
+			list = allowed[0] + " or " + allowed[1]
+		}
+		c.Errorf(Deref(n), "%s: unknown %s %q (use %s)", key, what, v, list)
+		return "", false
+	}
+	return v, ok
 }
 
 // Seq returns the items of the sequence n, as written; null is an empty
