@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -92,7 +93,16 @@ func (e *env) loadConfig() (*install.Config, error) {
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, cli.Usage(err, "write the config there, or point --config or $CERTNODE_CONFIG at it")
 	}
-	return cfg, cli.Usage(err)
+	if err != nil {
+		if strings.Contains(err.Error(), install.NoTrustedKeys) {
+			return nil, cli.Usage(err, "signing.pub is in certpush's state directory on the management server (default /var/lib/certpush/signing.pub)")
+		}
+		return nil, cli.Usage(err)
+	}
+	if cfg.AllowUnsigned {
+		e.log.Warn("allow_unsigned is set: bundles are installed without checking who signed them; set trusted_keys instead", "config", cfg.Path)
+	}
+	return cfg, nil
 }
 
 func (e *env) installer(cfg *install.Config) *install.Installer {

@@ -38,6 +38,10 @@ type Config struct {
 	Root        string // holds archive/ and live/
 	Incoming    string // where pushes land
 	TrustedKeys []ed25519.PublicKey
+	// AllowUnsigned, set explicitly, lets a node without trusted_keys
+	// install bundles whatever their signature; certnode warns on every
+	// run.
+	AllowUnsigned bool
 	Keep        int           // versions kept per certificate, current included
 	Lock        string        // lock file
 	Timeout     time.Duration // per test or reload command
@@ -110,7 +114,7 @@ type parser struct {
 	yamlconf.Checker
 }
 
-var topKeys = []string{"root", "incoming", "trusted_keys", "keep", "lock", "timeout", "defaults", "certs"}
+var topKeys = []string{"root", "incoming", "trusted_keys", "allow_unsigned", "keep", "lock", "timeout", "defaults", "certs"}
 
 var settingKeys = []string{"owner", "group", "key_mode", "cert_mode", "test", "reload", "verify", "verify_sni", "verify_timeout"}
 
@@ -132,7 +136,7 @@ func (p *parser) parse(data []byte) *Config {
 	if !ok {
 		return nil
 	}
-	var certsKey, certsVal, defaultsVal, rootKey, incomingKey *yaml.Node
+	var certsKey, certsVal, defaultsVal, rootKey, incomingKey, keysKey, keysVal, unsignedKey *yaml.Node
 	for _, f := range p.Pairs(root, "") {
 		switch f.Key.Value {
 		case "root":
@@ -146,7 +150,11 @@ func (p *parser) parse(data []byte) *Config {
 				cfg.Incoming = s
 			}
 		case "trusted_keys":
+			keysKey, keysVal = f.Key, f.Val
 			cfg.TrustedKeys = p.trustedKeys(f.Val)
+		case "allow_unsigned":
+			unsignedKey = f.Key
+			cfg.AllowUnsigned, _ = p.Bool(f.Val, "allow_unsigned")
 		case "keep":
 			if n, ok := p.Int(f.Val, "keep"); ok {
 				if n < 2 {
@@ -174,6 +182,7 @@ func (p *parser) parse(data []byte) *Config {
 	if cfg.Lock == "" {
 		cfg.Lock = filepath.Join(cfg.Root, ".lock")
 	}
+	p.signatures(cfg, root, keysKey, keysVal, unsignedKey)
 	if within(cfg.Root, cfg.Incoming) || within(cfg.Incoming, cfg.Root) {
 		n := incomingKey
 		if n == nil {
@@ -339,6 +348,26 @@ func (p *parser) argv(n *yaml.Node, key string) ([]string, bool) {
 		return nil, true
 	}
 	return a, true
+}
+
+// NoTrustedKeys starts the config error of a node that trusts no
+// signing key.
+const NoTrustedKeys = "trusted_keys: no signing key is trusted"
+
+// signatures insists that bundles are checked against a trusted key,
+// unless allow_unsigned: true says otherwise; the two together are
+// contradictory.
+func (p *parser) signatures(cfg *Config, root, keysKey, keysVal, unsignedKey *yaml.Node) {
+	switch {
+	case cfg.AllowUnsigned && keysKey != nil && len(cfg.TrustedKeys) > 0:
+		p.Errorf(unsignedKey, "allow_unsigned: true together with trusted_keys: remove allow_unsigned, so that only bundles signed by a trusted key are installed")
+	case len(cfg.TrustedKeys) == 0 && !cfg.AllowUnsigned && (keysKey == nil || len(yamlconf.Deref(keysVal).Content) == 0):
+		n := keysKey
+		if n == nil {
+			n = root
+		}
+		p.Errorf(n, NoTrustedKeys+", so any bundle pushed here would be installed: add the contents of signing.pub from certpush's state directory, or set allow_unsigned: true to accept unsigned bundles knowingly")
+	}
 }
 
 func (p *parser) trustedKeys(n *yaml.Node) []ed25519.PublicKey {

@@ -42,18 +42,18 @@ func TestLoadConfig(t *testing.T) {
 }
 
 func TestParseConfigDefaults(t *testing.T) {
-	cfg, err := ParseConfig("/etc/certnode/certnode.yaml", []byte("certs:\n  example.com:\n"))
+	cfg, err := ParseConfig("/etc/certnode/certnode.yaml", []byte("allow_unsigned: true\ncerts:\n  example.com:\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	c := cfg.Certs["example.com"]
 	if cfg.Root != DefaultRoot || cfg.Incoming != DefaultIncoming || cfg.Keep != DefaultKeep || cfg.Timeout != DefaultTimeout ||
-		cfg.TrustedKeys != nil || c.KeyMode != 0o600 || c.CertMode != 0o644 || c.Test != nil || c.Reload != nil ||
+		cfg.TrustedKeys != nil || !cfg.AllowUnsigned || c.KeyMode != 0o600 || c.CertMode != 0o644 || c.Test != nil || c.Reload != nil ||
 		c.VerifyTimeout != DefaultVerifyTimeout || c.Owner != "" {
 		t.Errorf("defaults: %+v %+v", cfg, c)
 	}
 	// Relative paths are resolved against the file's directory.
-	cfg, err = ParseConfig("/srv/node/certnode.yaml", []byte("root: state\nincoming: in\nlock: run/lock\ncerts: {x: {}}\n"))
+	cfg, err = ParseConfig("/srv/node/certnode.yaml", []byte("root: state\nincoming: in\nlock: run/lock\nallow_unsigned: true\ncerts: {x: {}}\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,6 +112,21 @@ func TestParseConfigErrors(t *testing.T) {
 			desc: "bad duration",
 			yaml: "timeout: 10\ncerts: {a: {}}\n",
 			want: []string{"certnode.yaml:1: timeout: want a positive duration"},
+		},
+		{
+			desc: "no trusted key",
+			yaml: "certs: {a: {}}\n",
+			want: []string{"certnode.yaml:1: trusted_keys: no signing key is trusted", "set allow_unsigned: true"},
+		},
+		{
+			desc: "empty trusted keys",
+			yaml: "trusted_keys: []\ncerts: {a: {}}\n",
+			want: []string{"certnode.yaml:1: trusted_keys: no signing key is trusted"},
+		},
+		{
+			desc: "allow_unsigned with trusted keys",
+			yaml: "trusted_keys: [\"11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=\"]\nallow_unsigned: true\ncerts: {a: {}}\n",
+			want: []string{"certnode.yaml:2: allow_unsigned: true together with trusted_keys"},
 		},
 		{
 			desc: "bad trusted key",

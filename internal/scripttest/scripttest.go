@@ -94,46 +94,61 @@ func issue(ts *testscript.TestScript, days int, domains []string) *devca.Issued 
 	return is
 }
 
-// flags splits "-days N" off args.
-func flags(ts *testscript.TestScript, args []string) (days int, rest []string) {
-	days = 60
-	if len(args) >= 2 && args[0] == "-days" {
-		d, err := strconv.Atoi(args[1])
-		ts.Check(err)
-		return d, args[2:]
+// options are the flags of mkcert and mkbundle.
+type options struct {
+	days     int  // -days N: valid for N days from now (default 60)
+	unsigned bool // -unsigned: mkbundle leaves the manifest unsigned
+}
+
+// flags splits the leading -days N and -unsigned off args.
+func flags(ts *testscript.TestScript, args []string) (options, []string) {
+	o := options{days: 60}
+	for len(args) > 0 {
+		switch {
+		case len(args) >= 2 && args[0] == "-days":
+			d, err := strconv.Atoi(args[1])
+			ts.Check(err)
+			o.days, args = d, args[2:]
+		case args[0] == "-unsigned":
+			o.unsigned, args = true, args[1:]
+		default:
+			return o, args
+		}
 	}
-	return days, args
+	return o, args
 }
 
 // mkcert [-days N] DIR DOMAIN... writes cert.pem, chain.pem and key.pem
 // (mode 0600) for the domains into DIR, as a CA or certbot would hand
 // them over.
 func mkcert(ts *testscript.TestScript, neg bool, args []string) {
-	days, args := flags(ts, args)
-	if neg || len(args) < 2 {
+	o, args := flags(ts, args)
+	if neg || len(args) < 2 || o.unsigned {
 		ts.Fatalf("usage: mkcert [-days N] DIR DOMAIN...")
 	}
 	dir := ts.MkAbs(args[0])
-	is := issue(ts, days, args[1:])
+	is := issue(ts, o.days, args[1:])
 	ts.Check(os.MkdirAll(dir, 0o755))
 	ts.Check(os.WriteFile(filepath.Join(dir, "cert.pem"), is.Cert, 0o644))
 	ts.Check(os.WriteFile(filepath.Join(dir, "chain.pem"), is.Chain, 0o644))
 	ts.Check(os.WriteFile(filepath.Join(dir, "key.pem"), is.Key, 0o600))
 }
 
-// mkbundle [-days N] INCOMING NAME DOMAIN... writes a bundle for the
-// domains, signed by the key $TRUSTED_KEY names, to INCOMING/NAME/ID as
-// certpush uploads it, and sets $ID to its id.
+// mkbundle [-days N] [-unsigned] INCOMING NAME DOMAIN... writes a bundle
+// for the domains, signed by the key $TRUSTED_KEY names (or not at all),
+// to INCOMING/NAME/ID as certpush uploads it, and sets $ID to its id.
 func mkbundle(ts *testscript.TestScript, neg bool, args []string) {
-	days, args := flags(ts, args)
+	o, args := flags(ts, args)
 	if neg || len(args) < 3 {
-		ts.Fatalf("usage: mkbundle [-days N] INCOMING NAME DOMAIN...")
+		ts.Fatalf("usage: mkbundle [-days N] [-unsigned] INCOMING NAME DOMAIN...")
 	}
-	is := issue(ts, days, args[2:])
+	is := issue(ts, o.days, args[2:])
 	mat, err := bundle.ParseMaterial(is.Cert, is.Chain, is.Key)
 	ts.Check(err)
 	m := bundle.NewManifest(args[1], mat, bundle.SourceImport, time.Now())
-	ts.Check(signer.Sign(m))
+	if !o.unsigned {
+		ts.Check(signer.Sign(m))
+	}
 	ts.Check(bundle.Write(filepath.Join(ts.MkAbs(args[0]), args[1], mat.ID()), mat, m))
 	ts.Setenv("ID", mat.ID())
 }
