@@ -27,6 +27,7 @@ func (e *env) importCommand() *cli.Command {
 	keyFile := c.Flags.String("key", "", "private key `file` (PEM)")
 	chainFile := c.Flags.String("chain", "", "intermediate certificates `file` (PEM), if --cert holds the leaf alone")
 	doPush := c.Flags.Bool("push", false, "push the bundle to the certificate's hosts afterwards")
+	force := c.Flags.Bool("force", false, "make the certificate current even if it is older than the current bundle's")
 	var pf pushFlags
 	c.Flags.BoolVar(&pf.json, "json", false, "print push results as JSON (with --push)")
 	c.Run = func(ctx context.Context, names []string) error {
@@ -61,7 +62,7 @@ func (e *env) importCommand() *cli.Command {
 		if err != nil {
 			return cli.Usage(err)
 		}
-		if _, err := e.addBundle(cfg, cert, certPEM, chainPEM, keyPEM, bundle.SourceImport); err != nil {
+		if _, err := e.addBundle(cfg, cert, certPEM, chainPEM, keyPEM, bundle.SourceImport, *force); err != nil {
 			return err
 		}
 		if !*doPush {
@@ -86,24 +87,26 @@ func readSmall(path string) ([]byte, error) {
 }
 
 // addBundle validates the PEM material (it must cover the certificate's
-// domains and extraDomains) and makes it the current bundle of cert.
-func (e *env) addBundle(cfg *inventory.Config, cert *inventory.Cert, certPEM, chainPEM, keyPEM []byte, source string, extraDomains ...string) (*bundle.Bundle, error) {
+// domains and extraDomains, and not be older than the current bundle
+// unless allowOlder) and makes it the current bundle of cert.
+func (e *env) addBundle(cfg *inventory.Config, cert *inventory.Cert, certPEM, chainPEM, keyPEM []byte, source string, allowOlder bool, extraDomains ...string) (*bundle.Bundle, error) {
 	mat, err := bundle.ParseMaterial(certPEM, chainPEM, keyPEM)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", cert.Name, err)
+		return nil, fmt.Errorf("%s: %w", cert.Name, &bundle.RefusedError{Err: err})
 	}
 	signer, err := bundle.LoadOrCreateSigner(cfg.StateDir)
 	if err != nil {
 		return nil, err
 	}
 	b, created, err := e.store(cfg).Add(cert.Name, mat, bundle.AddOptions{
-		Domains: append(append([]string{}, cert.Domains...), extraDomains...),
-		Source:  source,
-		Signer:  signer,
-		Now:     time.Now(),
+		Domains:    append(append([]string{}, cert.Domains...), extraDomains...),
+		Source:     source,
+		Signer:     signer,
+		Now:        time.Now(),
+		AllowOlder: allowOlder,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("%s: refused: %w", cert.Name, err)
+		return nil, fmt.Errorf("%s: %w", cert.Name, err)
 	}
 	m := b.Manifest
 	if created {
@@ -147,7 +150,7 @@ func (e *env) hookCommand() *cli.Command {
 		}
 		// The names certbot renewed must be covered too.
 		renewed := strings.Fields(e.getenv("RENEWED_DOMAINS"))
-		if _, err := e.addBundle(cfg, cert, data[0], data[1], data[2], bundle.SourceCertbot, renewed...); err != nil {
+		if _, err := e.addBundle(cfg, cert, data[0], data[1], data[2], bundle.SourceCertbot, false, renewed...); err != nil {
 			return err
 		}
 		return e.pushNames(ctx, cfg, []string{name}, pf)

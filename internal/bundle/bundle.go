@@ -252,22 +252,41 @@ type AddOptions struct {
 	Source  string
 	Signer  *Signer
 	Now     time.Time
+	// AllowOlder makes a certificate current even when it was issued
+	// (not_before) before the current bundle's: nodes refuse it as a
+	// downgrade unless pushed with --force.
+	AllowOlder bool
 }
+
+// RefusedError is Add's error for material that is not fit to become the
+// current bundle (invalid, or older than the current one), as opposed to
+// a failure to read or write the store.
+type RefusedError struct{ Err error }
+
+func (e *RefusedError) Error() string { return "refused: " + e.Err.Error() }
+func (e *RefusedError) Unwrap() error { return e.Err }
+
+// ErrOlder says that a certificate is older than the current bundle's.
+var ErrOlder = errors.New("older than the current bundle")
 
 // Add validates material and makes it the current bundle of name. When the
 // current bundle already holds the same certificate nothing is written and
 // created is false. A bundle directory is never modified once written.
+// Material that is refused is a *RefusedError.
 func (s *Store) Add(name string, mat *Material, opts AddOptions) (b *Bundle, created bool, err error) {
 	if err := ValidName(name); err != nil {
 		return nil, false, err
 	}
 	if err := mat.Validate(opts.Domains, nil, opts.Now); err != nil {
-		return nil, false, err
+		return nil, false, &RefusedError{err}
 	}
 	cur, err := s.Current(name)
 	switch {
 	case err == nil && cur.Manifest.ID == mat.ID():
 		return cur, false, nil
+	case err == nil && mat.Leaf.NotBefore.Before(cur.Manifest.NotBefore) && !opts.AllowOlder:
+		return nil, false, &RefusedError{fmt.Errorf("%w: this certificate was issued %s, the current bundle %s on %s; nodes would refuse it as a downgrade",
+			ErrOlder, mat.Leaf.NotBefore.UTC().Format(time.RFC3339), cur.Manifest.ID, cur.Manifest.NotBefore.UTC().Format(time.RFC3339))}
 	case err != nil && !errors.Is(err, ErrNoBundle):
 		return nil, false, err
 	}
@@ -287,7 +306,7 @@ func (s *Store) Add(name string, mat *Material, opts AddOptions) (b *Bundle, cre
 		return nil, false, err
 	}
 	if err := s.setCurrent(name, b.Manifest.ID); err != nil {
-		return nil, false, err
+		return nil, false, fmt.Errorf("make bundle %s current: %w", b.Manifest.ID, err)
 	}
 	return b, created, nil
 }

@@ -42,11 +42,11 @@ type Config struct {
 	// install bundles whatever their signature; certnode warns on every
 	// run.
 	AllowUnsigned bool
-	Keep        int           // versions kept per certificate, current included
-	Lock        string        // lock file
-	Timeout     time.Duration // per test or reload command
-	Defaults    Settings
-	Certs       map[string]*Cert // the only names that are installed
+	Keep          int           // versions kept per certificate, current included
+	Lock          string        // lock file
+	Timeout       time.Duration // per test or reload command
+	Defaults      Settings
+	Certs         map[string]*Cert // the only names that are installed
 }
 
 // Settings are the per-certificate keys that the defaults section sets

@@ -81,13 +81,18 @@ func expand(ts *testscript.TestScript, neg bool, args []string) {
 }
 
 // issue makes a certificate for domains from a new test CA, valid for
-// the given number of days from now (negative: expired that long ago).
-func issue(ts *testscript.TestScript, days int, domains []string) *devca.Issued {
+// o.days from now (negative: expired that long ago), issued o.issued
+// days ago (or 30 days before it expired, for an expired one).
+func issue(ts *testscript.TestScript, o options, domains []string) *devca.Issued {
 	ca, err := devca.New("script test")
 	ts.Check(err)
-	l := devca.Leaf{Domains: domains, NotAfter: time.Now().Add(time.Duration(days) * 24 * time.Hour)}
-	if days < 0 {
-		l.NotBefore = l.NotAfter.Add(-30 * 24 * time.Hour)
+	day := 24 * time.Hour
+	l := devca.Leaf{Domains: domains, NotAfter: time.Now().Add(time.Duration(o.days) * day)}
+	switch {
+	case o.issued > 0:
+		l.NotBefore = time.Now().Add(-time.Duration(o.issued) * day)
+	case o.days < 0:
+		l.NotBefore = l.NotAfter.Add(-30 * day)
 	}
 	is, err := ca.Issue(l)
 	ts.Check(err)
@@ -97,6 +102,7 @@ func issue(ts *testscript.TestScript, days int, domains []string) *devca.Issued 
 // options are the flags of mkcert and mkbundle.
 type options struct {
 	days     int  // -days N: valid for N days from now (default 60)
+	issued   int  // -issued N: issued N days ago (default: now)
 	unsigned bool // -unsigned: mkbundle leaves the manifest unsigned
 }
 
@@ -109,6 +115,10 @@ func flags(ts *testscript.TestScript, args []string) (options, []string) {
 			d, err := strconv.Atoi(args[1])
 			ts.Check(err)
 			o.days, args = d, args[2:]
+		case len(args) >= 2 && args[0] == "-issued":
+			d, err := strconv.Atoi(args[1])
+			ts.Check(err)
+			o.issued, args = d, args[2:]
 		case args[0] == "-unsigned":
 			o.unsigned, args = true, args[1:]
 		default:
@@ -118,31 +128,31 @@ func flags(ts *testscript.TestScript, args []string) (options, []string) {
 	return o, args
 }
 
-// mkcert [-days N] DIR DOMAIN... writes cert.pem, chain.pem and key.pem
+// mkcert [-days N] [-issued N] DIR DOMAIN... writes cert.pem, chain.pem and key.pem
 // (mode 0600) for the domains into DIR, as a CA or certbot would hand
 // them over.
 func mkcert(ts *testscript.TestScript, neg bool, args []string) {
 	o, args := flags(ts, args)
 	if neg || len(args) < 2 || o.unsigned {
-		ts.Fatalf("usage: mkcert [-days N] DIR DOMAIN...")
+		ts.Fatalf("usage: mkcert [-days N] [-issued N] DIR DOMAIN...")
 	}
 	dir := ts.MkAbs(args[0])
-	is := issue(ts, o.days, args[1:])
+	is := issue(ts, o, args[1:])
 	ts.Check(os.MkdirAll(dir, 0o755))
 	ts.Check(os.WriteFile(filepath.Join(dir, "cert.pem"), is.Cert, 0o644))
 	ts.Check(os.WriteFile(filepath.Join(dir, "chain.pem"), is.Chain, 0o644))
 	ts.Check(os.WriteFile(filepath.Join(dir, "key.pem"), is.Key, 0o600))
 }
 
-// mkbundle [-days N] [-unsigned] INCOMING NAME DOMAIN... writes a bundle
+// mkbundle [-days N] [-issued N] [-unsigned] INCOMING NAME DOMAIN... writes a bundle
 // for the domains, signed by the key $TRUSTED_KEY names (or not at all),
 // to INCOMING/NAME/ID as certpush uploads it, and sets $ID to its id.
 func mkbundle(ts *testscript.TestScript, neg bool, args []string) {
 	o, args := flags(ts, args)
 	if neg || len(args) < 3 {
-		ts.Fatalf("usage: mkbundle [-days N] [-unsigned] INCOMING NAME DOMAIN...")
+		ts.Fatalf("usage: mkbundle [-days N] [-issued N] [-unsigned] INCOMING NAME DOMAIN...")
 	}
-	is := issue(ts, o.days, args[2:])
+	is := issue(ts, o, args[2:])
 	mat, err := bundle.ParseMaterial(is.Cert, is.Chain, is.Key)
 	ts.Check(err)
 	m := bundle.NewManifest(args[1], mat, bundle.SourceImport, time.Now())

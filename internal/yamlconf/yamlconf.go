@@ -16,8 +16,8 @@ import (
 	"fmt"
 	"io"
 	"regexp"
-	"strconv"
 	"slices"
+	"strconv"
 	"strings"
 
 	"gopkg.in/yaml.v3"

@@ -1,0 +1,67 @@
+package faults
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/certpush/certpush/internal/devca"
+	"github.com/certpush/certpush/internal/testfleet"
+)
+
+// TestImportDiskFull fills the management server's bundle store during an
+// import: the error says what happened (the write failed for lack of
+// space), not that the certificate was refused, and no partial bundle is
+// left behind.
+func TestImportDiskFull(t *testing.T) {
+	requireRoot(t)
+	testfleet.Require(t, "mount", "umount")
+	dir := t.TempDir()
+	bundles := filepath.Join(dir, "state", "bundles")
+	if err := os.MkdirAll(bundles, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	// Three pages: the first bundle files fit, the rest do not.
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=12k,mode=0700", "certpush-faults", bundles).CombinedOutput(); err != nil {
+		t.Fatalf("mount tmpfs on %s: %v: %s", bundles, err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", bundles).Run() })
+	config := filepath.Join(dir, "certpush.yaml")
+	yaml := fmt.Sprintf("state_dir: %s\nhosts:\n  web1: {address: 127.0.0.1}\ncerts:\n  %s:\n    domains: [%q, %q]\n    hosts: [web1]\n",
+		filepath.Join(dir, "state"), certName, domains[0], domains[1])
+	if err := os.WriteFile(config, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ca, err := devca.New("disk full")
+	if err != nil {
+		t.Fatal(err)
+	}
+	is, err := ca.Issue(devca.Leaf{Domains: domains})
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := map[string][]byte{"cert.pem": is.Cert, "chain.pem": is.Chain, "key.pem": is.Key}
+	for n, data := range files {
+		if err := os.WriteFile(filepath.Join(dir, n), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cmd := exec.Command(certpushBin, "--config", config, "import", certName,
+		"--cert", filepath.Join(dir, "cert.pem"), "--chain", filepath.Join(dir, "chain.pem"), "--key", filepath.Join(dir, "key.pem"))
+	out, err := cmd.CombinedOutput()
+	code := exitCode(t, err)
+	if code != 1 || !strings.Contains(string(out), "write bundle: ") || !strings.Contains(string(out), "no space left on device") || strings.Contains(string(out), "refused") {
+		t.Errorf("import on a full disk exited %d: %s\nwant 1 and 'write bundle: ... no space left on device', not 'refused'", code, out)
+	}
+	// Nothing partial: no bundle directory, no temporary one, no current.
+	left, err := os.ReadDir(filepath.Join(bundles, certName))
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	for _, e := range left {
+		t.Errorf("left in the store: %s", e.Name())
+	}
+}
