@@ -353,3 +353,37 @@ func TestMaterialNeverPrintsItsKey(t *testing.T) {
 		t.Errorf("log line lacks the fingerprint: %s", logged.String())
 	}
 }
+
+func TestStoreAddRefusesOlder(t *testing.T) {
+	ca := newCA(t)
+	st, signer := newStore(t)
+	now := time.Now()
+	add := func(notBefore time.Time, allowOlder bool) (*bundle.Bundle, error) {
+		t.Helper()
+		is := issue(t, ca, devca.Leaf{Domains: []string{"example.com"}, NotBefore: notBefore})
+		mat, err := bundle.ParseMaterial(is.Cert, is.Chain, is.Key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _, err := st.Add("example.com", mat, bundle.AddOptions{Source: bundle.SourceImport, Signer: signer, Now: now, AllowOlder: allowOlder})
+		return b, err
+	}
+	cur, err := add(now.Add(-time.Hour), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = add(now.Add(-2*time.Hour), false)
+	if _, ok := errors.AsType[*bundle.RefusedError](err); !ok || !errors.Is(err, bundle.ErrOlder) || !strings.Contains(err.Error(), cur.Manifest.ID) {
+		t.Fatalf("older Add = %v, want a RefusedError wrapping ErrOlder naming %s", err, cur.Manifest.ID)
+	}
+	if got, _ := st.Current("example.com"); got.Manifest.ID != cur.Manifest.ID {
+		t.Errorf("current changed to %s after a refused Add", got.Manifest.ID)
+	}
+	older, err := add(now.Add(-2*time.Hour), true)
+	if err != nil {
+		t.Fatalf("older Add with AllowOlder = %v", err)
+	}
+	if got, _ := st.Current("example.com"); got.Manifest.ID != older.Manifest.ID {
+		t.Errorf("current %s, want the older bundle %s", got.Manifest.ID, older.Manifest.ID)
+	}
+}
