@@ -29,10 +29,11 @@ func (e *env) obtainCommand() *cli.Command {
 		if len(names) != 1 {
 			return cli.Usagef("obtain takes one certificate NAME")
 		}
-		cfg, err := e.loadConfig()
+		cfg, unlock, err := e.lockedConfig(ctx, pf.lock)
 		if err != nil {
 			return err
 		}
+		defer unlock()
 		cert, err := acmeCert(cfg, names[0])
 		if err != nil {
 			return err
@@ -62,10 +63,11 @@ never re-issued. Then push every named certificate to the hosts that do
 not have it yet, so hosts that failed before are retried.
 Safe to run from cron or a systemd timer every few hours.`,
 	}, &pf, func(ctx context.Context, names []string) error {
-		cfg, err := e.loadConfig()
+		cfg, unlock, err := e.lockedConfig(ctx, pf.lock)
 		if err != nil {
 			return err
 		}
+		defer unlock()
 		var certs []*inventory.Cert
 		if len(names) == 0 {
 			for _, n := range cfg.CertOrder {

@@ -30,16 +30,18 @@ func (e *env) importCommand() *cli.Command {
 	force := c.Flags.Bool("force", false, "make the certificate current even if it is older than the current bundle's")
 	var pf pushFlags
 	c.Flags.BoolVar(&pf.json, "json", false, "print push results as JSON (with --push)")
+	pf.lock.register(&c.Flags)
 	c.Run = func(ctx context.Context, names []string) error {
 		e.quietly(pf)
 		if len(names) != 1 || *certFile == "" || *keyFile == "" {
 			return cli.Usagef("import takes one NAME, --cert and --key")
 		}
 		name := names[0]
-		cfg, err := e.loadConfig()
+		cfg, unlock, err := e.lockedConfig(ctx, pf.lock)
 		if err != nil {
 			return err
 		}
+		defer unlock()
 		cert, err := cfg.Cert(name)
 		if err != nil {
 			return cli.Usage(err)
@@ -132,10 +134,11 @@ func (e *env) hookCommand() *cli.Command {
 			return cli.Usage(errNoLineage)
 		}
 		name := filepath.Base(filepath.Clean(lineage))
-		cfg, err := e.loadConfig()
+		cfg, unlock, err := e.lockedConfig(ctx, pf.lock)
 		if err != nil {
 			return err
 		}
+		defer unlock()
 		cert, err := cfg.Cert(name)
 		if err != nil {
 			return cli.Usage(fmt.Errorf("lineage %s: %w", lineage, err))

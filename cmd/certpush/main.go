@@ -5,15 +5,19 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	iofs "io/fs"
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
+	"time"
 
 	"github.com/certpush/certpush/internal/cli"
+	"github.com/certpush/certpush/internal/flock"
 	"github.com/certpush/certpush/internal/inventory"
 )
 
@@ -109,4 +113,46 @@ func (e *env) loadConfig() (*inventory.Config, error) {
 		return nil, cli.Usage(err, "pass --config FILE or set CERTPUSH_CONFIG (an example is inventory/certpush.yaml)")
 	}
 	return cfg, cli.Usage(err)
+}
+
+// lockFlags choose how long a command that changes the state directory
+// waits for another run that holds it.
+type lockFlags struct {
+	noWait bool
+	wait   time.Duration
+}
+
+func (l *lockFlags) register(fs *flag.FlagSet) {
+	fs.BoolVar(&l.noWait, "no-wait", false, "fail at once if another certpush run holds the state directory")
+	fs.DurationVar(&l.wait, "lock-wait", 10*time.Minute, "how long to wait for another certpush run that holds the state directory")
+}
+
+// lockedConfig loads the config and takes the lock of its state
+// directory, so that two runs (a timer's renew and a hand-run push, say)
+// never change it at once. unlock releases it.
+func (e *env) lockedConfig(ctx context.Context, lf lockFlags) (cfg *inventory.Config, unlock func(), err error) {
+	if cfg, err = e.loadConfig(); err != nil {
+		return nil, nil, err
+	}
+	wait := lf.wait
+	if lf.noWait {
+		wait = 0
+	}
+	path := filepath.Join(cfg.StateDir, ".lock")
+	lctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	l, err := flock.Acquire(lctx, path, 0o700, func(pid int) {
+		e.log.Warn("waiting for another certpush run to finish", "pid", pid, "lock", path, "up_to", wait)
+	})
+	if he, ok := errors.AsType[*flock.HeldError](err); ok && ctx.Err() == nil {
+		who := "another certpush run"
+		if he.PID > 0 {
+			who += fmt.Sprintf(" (pid %d)", he.PID)
+		}
+		return nil, nil, fmt.Errorf("state directory %s is in use by %s; gave up after %s: run again later, or wait longer with --lock-wait", cfg.StateDir, who, wait)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	return cfg, l.Release, nil
 }

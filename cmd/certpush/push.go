@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -28,13 +29,12 @@ type pushFlags struct {
 	quiet    bool
 	metrics  string
 	maxFail  int
+	lock     lockFlags
 }
 
-func (p *pushFlags) register(fs interface {
-	StringVar(*string, string, string, string)
-	BoolVar(*bool, string, bool, string)
-	IntVar(*int, string, int, string)
-}) {
+func (p *pushFlags) register(fs *flag.FlagSet) {
+	p.lock.register(fs)
+
 	fs.StringVar(&p.hosts, "hosts", "", "push only to these hosts (comma-separated names)")
 	fs.BoolVar(&p.dryRun, "dry-run", false, "show which hosts need the bundle; change nothing")
 	fs.IntVar(&p.parallel, "parallel", 0, "hosts in flight at once (default: ssh.parallel)")
@@ -65,10 +65,11 @@ func (e *env) pushCommand() *cli.Command {
 		Short: "push the current bundle of each certificate to its hosts",
 		Long:  "Push the current bundle of each named certificate (default: all) to its hosts.\nExit 1 if any host failed.",
 	}, &pf, func(ctx context.Context, names []string) error {
-		cfg, err := e.loadConfig()
+		cfg, unlock, err := e.lockedConfig(ctx, pf.lock)
 		if err != nil {
 			return err
 		}
+		defer unlock()
 		if len(names) == 0 {
 			names = cfg.CertOrder
 		}

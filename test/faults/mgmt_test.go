@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/certpush/certpush/internal/devca"
 	"github.com/certpush/certpush/internal/testfleet"
@@ -63,5 +64,64 @@ func TestImportDiskFull(t *testing.T) {
 	}
 	for _, e := range left {
 		t.Errorf("left in the store: %s", e.Name())
+	}
+}
+
+// TestConcurrentRunsShareStateDir runs two pushes at once on one state
+// directory: the second waits for the first (the state directory's
+// lock), then finds every host up to date. Neither fails, and nothing
+// reads like tampering. With --no-wait the second fails at once and
+// names the holder.
+func TestConcurrentRunsShareStateDir(t *testing.T) {
+	testfleet.Require(t, "flock")
+	w := newWorld(t, 3)
+	fp := w.importNew(devca.Leaf{})
+	type run struct {
+		code           int
+		stdout, stderr string
+	}
+	runs := make(chan run, 2)
+	for range 2 {
+		go func() {
+			code, stdout, stderr := w.certpush("push", "--json")
+			runs <- run{code, stdout, stderr}
+		}()
+	}
+	installed := 0
+	for range 2 {
+		r := <-runs
+		if r.code != 0 {
+			t.Errorf("concurrent push exited %d:\n%s\n%s", r.code, r.stdout, tailString(r.stderr, 2000))
+		}
+		if strings.Contains(r.stdout+r.stderr, "malformed") || strings.Contains(r.stdout+r.stderr, "refused") {
+			t.Errorf("concurrent push reports a refusal:\n%s\n%s", r.stdout, tailString(r.stderr, 2000))
+		}
+		installed += strings.Count(r.stdout, `"result": "installed"`)
+	}
+	if installed != len(w.fleet.Hosts) {
+		t.Errorf("%d installs over both runs, want %d (each host once)", installed, len(w.fleet.Hosts))
+	}
+	w.check(checkOptions{allowed: []string{fp}, settled: true})
+
+	// A run holding the lock: --no-wait fails at once, naming it.
+	lockPath := filepath.Join(w.stateDir, ".lock")
+	holder := exec.Command("flock", lockPath, "sleep", "30")
+	if err := holder.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { holder.Process.Kill(); holder.Wait() })
+	// flock(1) does not write its pid: wait until the lock is taken.
+	for i := 0; ; i++ {
+		if err := exec.Command("flock", "-n", lockPath, "true").Run(); err != nil {
+			break
+		}
+		if i == 100 {
+			t.Fatal("flock(1) did not take the lock")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	code, _, stderr := w.certpush("push", "--no-wait")
+	if code != 1 || !strings.Contains(stderr, "state directory "+w.stateDir+" is in use by another certpush run") {
+		t.Errorf("push --no-wait while locked exited %d: %s", code, tailString(stderr, 2000))
 	}
 }
