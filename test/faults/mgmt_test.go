@@ -125,3 +125,34 @@ func TestConcurrentRunsShareStateDir(t *testing.T) {
 		t.Errorf("push --no-wait while locked exited %d: %s", code, tailString(stderr, 2000))
 	}
 }
+
+// TestNodeWithoutTrustedKeys pushes to a node whose certnode.yaml trusts
+// no signing key: certnode refuses to run at all (it would install any
+// bundle), the push fails for that host naming the setting, the host keeps
+// serving its certificate, and the other host installs. With
+// allow_unsigned: true set on purpose the node installs (its warning is
+// checked in cmd/certnode/testdata/script/config.txt).
+func TestNodeWithoutTrustedKeys(t *testing.T) {
+	w := newWorld(t, 2)
+	n1, n2 := w.fleet.Hosts[0], w.fleet.Hosts[1]
+	w.writeNodeConfig(n1, "", nodeDefaults{}, func(c *nodeConfig) { c.TrustedKeys = nil })
+	fp := w.importNew(devca.Leaf{})
+	code, res := w.push()
+	if code != 1 || res[n1.Name].Result != "failed" || !strings.Contains(res[n1.Name].Error, "trusted_keys: no signing key is trusted") {
+		t.Errorf("push exited %d, %s: %s %q; want failed naming trusted_keys", code, n1.Name, res[n1.Name].Result, res[n1.Name].Error)
+	}
+	if res[n2.Name].Result != "installed" {
+		t.Errorf("%s: %s, want installed", n2.Name, res[n2.Name].Result)
+	}
+	if got, err := n1.ServedFingerprint(t.Context(), "www."+certName); err != nil || got == fp {
+		t.Errorf("%s serves %.16s (%v), want its old certificate", n1.Name, got, err)
+	}
+	cfg, err := os.ReadFile(n1.CertnodeConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(n1.CertnodeConfig, append(cfg, "allow_unsigned: true\n"...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	w.converge(fp)
+}
