@@ -120,10 +120,12 @@ func (in *Installer) Install(ctx context.Context, names []string, opts Options) 
 	defer unlock()
 	in.cleanStray()
 
-	inc, err := os.OpenRoot(in.Config.Incoming)
+	inc, err := openIncoming(in.Config.Incoming)
 	if errors.Is(err, fs.ErrNotExist) {
 		in.log().Info("no incoming directory yet", "path", in.Config.Incoming)
 		inc = nil
+	} else if errors.Is(err, ErrUnsafeIncoming) {
+		return nil, err
 	} else if err != nil {
 		return nil, fmt.Errorf("open incoming: %w", err)
 	} else {
