@@ -7,7 +7,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/certpush/certpush/internal/bundle"
 	"github.com/certpush/certpush/internal/wire"
 )
 
@@ -230,5 +232,122 @@ func chown(t *testing.T, p string, uid int) {
 	t.Helper()
 	if err := os.Lchown(p, uid, uid); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestOddFilesRefused: files in an upload that root must not copy or
+// quote are refused before anything is staged, and no message carries
+// their bytes.
+func TestOddFilesRefused(t *testing.T) {
+	const secret = "SECRETSECRETSECRET"
+	testCases := []struct {
+		desc string
+		make func(n *node, b *testBundle)
+		want string
+	}{
+		{
+			desc: "key hard-linked to a file outside incoming",
+			make: func(n *node, b *testBundle) {
+				outside := filepath.Join(n.dir, "shadow")
+				if err := os.WriteFile(outside, []byte(secret+"\n"), 0o600); err != nil {
+					n.t.Fatal(err)
+				}
+				key := filepath.Join(b.dir, bundle.KeyFile)
+				os.Remove(key)
+				if err := os.Link(outside, key); err != nil {
+					n.t.Fatal(err)
+				}
+			},
+			want: "hard links",
+		},
+		{
+			desc: "manifest that is not JSON",
+			make: func(n *node, b *testBundle) {
+				os.WriteFile(filepath.Join(b.dir, bundle.ManifestFile), []byte(secret), 0o644)
+			},
+			want: "not valid JSON",
+		},
+		{
+			desc: "manifest with a bad id",
+			make: func(n *node, b *testBundle) {
+				os.WriteFile(filepath.Join(b.dir, bundle.ManifestFile), []byte(`{"version":1,"name":"example.com","id":"`+secret+`"}`), 0o644)
+			},
+			want: "bad bundle id",
+		},
+		{
+			desc: "manifest with a bad time",
+			make: func(n *node, b *testBundle) {
+				os.WriteFile(filepath.Join(b.dir, bundle.ManifestFile), []byte(`{"version":1,"not_after":"`+secret+`"}`), 0o644)
+			},
+			want: "not a valid manifest",
+		},
+	}
+	for _, tc := range testCases {
+		t.Run(tc.desc, func(t *testing.T) {
+			n := newNode(t, nodeOptions{})
+			b := n.bundle(name, bundleOptions{})
+			tc.make(n, b)
+			for _, opts := range []Options{{ID: b.id}, {}} {
+				n.push(b)
+				tc.make(n, b)
+				r := n.installOne(name, opts, Refused)
+				if !errors.Is(r.Err, ErrBadIncoming) || !strings.Contains(r.Error, tc.want) {
+					t.Errorf("%+v: error %q, want malformed (%q)", opts, r.Error, tc.want)
+				}
+				if strings.Contains(r.Error, "SECRET") {
+					t.Errorf("%+v: error quotes the file: %q", opts, r.Error)
+				}
+				if entries, _ := os.ReadDir(filepath.Join(n.root, "archive", name)); len(entries) != 0 {
+					t.Errorf("%+v: copied into the archive: %v", opts, entries)
+				}
+				if n.exists(b.dir) {
+					t.Errorf("%+v: refused upload left in incoming", opts)
+				}
+			}
+		})
+	}
+}
+
+// TestUninstalledUploadsRemoved: complete uploads no run installed are
+// removed once older than StaleBundle; younger ones are left for their
+// push.
+func TestUninstalledUploadsRemoved(t *testing.T) {
+	n := newNode(t, nodeOptions{})
+	old := n.bundle(name, bundleOptions{notBefore: time.Now().Add(-3 * time.Hour)})
+	fresh := n.bundle(name, bundleOptions{notBefore: time.Now().Add(-2 * time.Hour)})
+	then := time.Now().Add(-StaleBundle - time.Minute)
+	if err := os.Chtimes(old.dir, then, then); err != nil {
+		t.Fatal(err)
+	}
+	b := n.bundle(name, bundleOptions{})
+	n.installOne(name, Options{ID: b.id}, Installed)
+	if n.exists(old.dir) {
+		t.Errorf("uninstalled upload older than %s kept: %s", StaleBundle, old.dir)
+	}
+	if !n.exists(fresh.dir) {
+		t.Errorf("recent upload %s removed: its push may be about to install it", fresh.dir)
+	}
+}
+
+// TestUploadRemovedWhileRead: a bundle that disappears while certnode
+// copies it (its push gave up) is nothing to install, not malformed: here
+// it is gone by the time the copy starts.
+func TestUploadRemovedWhileRead(t *testing.T) {
+	n := newNode(t, nodeOptions{})
+	b := n.bundle(name, bundleOptions{})
+	inc, err := openIncoming(n.incoming)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer inc.Close()
+	a := &attempt{in: n.in, ctx: context.Background(), cert: n.cfg.Certs[name], inc: inc}
+	// The key goes first, as a RemoveAll under way would leave it.
+	os.Remove(filepath.Join(b.dir, bundle.ChainFile))
+	os.RemoveAll(b.dir)
+	if _, ok := a.stageCopy(b.id); ok {
+		t.Fatal("staged a removed bundle")
+	}
+	if a.res.Result != Nothing || errors.Is(a.res.Err, ErrBadIncoming) {
+		t.Errorf("result %q (%v), want nothing, not malformed", a.res.Result, a.res.Err)
 	}
 }
