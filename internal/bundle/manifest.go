@@ -14,6 +14,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/certpush/certpush/internal/wire"
@@ -101,7 +102,7 @@ func ParseManifest(data []byte) (*Manifest, error) {
 	dec.DisallowUnknownFields()
 	var m Manifest
 	if err := dec.Decode(&m); err != nil {
-		return nil, fmt.Errorf("parse manifest: %w", err)
+		return nil, fmt.Errorf("parse manifest: %s", decodeProblem(err))
 	}
 	if dec.More() {
 		return nil, errors.New("parse manifest: trailing data after the JSON object")
@@ -110,10 +111,10 @@ func ParseManifest(data []byte) (*Manifest, error) {
 		return nil, fmt.Errorf("parse manifest: format version %d, want %d", m.Version, FormatVersion)
 	}
 	if err := ValidName(m.Name); err != nil {
-		return nil, fmt.Errorf("parse manifest: %w", err)
+		return nil, errors.New("parse manifest: certificate name is not valid: only letters, digits, '.', '-' and '_' are allowed, not first '.' or '-'")
 	}
 	if !wire.ValidID(m.ID) {
-		return nil, fmt.Errorf("parse manifest: bad bundle id %q", m.ID)
+		return nil, errors.New("parse manifest: bad bundle id: want 16 lowercase hex digits")
 	}
 	for _, f := range Files {
 		if _, ok := m.Files[f]; !ok {
@@ -124,6 +125,22 @@ func ParseManifest(data []byte) (*Manifest, error) {
 		return nil, fmt.Errorf("parse manifest: %d file entries, want %d", len(m.Files), len(Files))
 	}
 	return &m, nil
+}
+
+// decodeProblem describes a JSON decoding error without quoting the
+// data: a manifest read from incoming may be anything, and its bytes must
+// not reach a message.
+func decodeProblem(err error) string {
+	if se, ok := errors.AsType[*json.SyntaxError](err); ok {
+		return fmt.Sprintf("not valid JSON (at byte %d)", se.Offset)
+	}
+	if te, ok := errors.AsType[*json.UnmarshalTypeError](err); ok {
+		return fmt.Sprintf("field %s holds a JSON %s, not the type it needs", te.Field, te.Value)
+	}
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return "not valid JSON (cut short)"
+	}
+	return "not a valid manifest (an unknown field, or a value of the wrong form)"
 }
 
 // Marshal encodes the manifest as indented JSON, as written to disk.

@@ -102,8 +102,16 @@ func (in *Installer) owner(c *Cert) (ids, error) {
 // stage copies <incoming>/<name>/<id> into a new private directory
 // <root>/archive/<name>/.tmp-<id>-*: the key with key_mode, everything
 // else with cert_mode, each set (and owned) before the first byte is
-// written. Errors about what incoming holds wrap ErrBadIncoming.
+// written. Every file is read and checked before anything is written.
+// Errors about what incoming holds wrap ErrBadIncoming.
 func (in *Installer) stage(inc *os.Root, name, id string, c *Cert, own ids) (dir string, err error) {
+	names := append(append([]string{}, bundle.Files...), bundle.ManifestFile)
+	files := make([][]byte, len(names))
+	for i, f := range names {
+		if files[i], err = readIncoming(inc, name+"/"+id+"/"+f); err != nil {
+			return "", err
+		}
+	}
 	parent := in.archiveDir(name)
 	if err := os.MkdirAll(parent, 0o755); err != nil {
 		return "", fmt.Errorf("create %s: %w", parent, err)
@@ -117,11 +125,8 @@ func (in *Installer) stage(inc *os.Root, name, id string, c *Cert, own ids) (dir
 			os.RemoveAll(tmp)
 		}
 	}()
-	for _, f := range append(append([]string{}, bundle.Files...), bundle.ManifestFile) {
-		data, err := readIncoming(inc, name+"/"+id+"/"+f)
-		if err != nil {
-			return "", err
-		}
+	for i, f := range names {
+		data := files[i]
 		mode := c.CertMode
 		if f == bundle.KeyFile {
 			mode = c.KeyMode

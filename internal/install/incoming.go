@@ -114,7 +114,9 @@ func readIncomingManifest(inc *os.Root, name, id string) (*bundle.Manifest, erro
 }
 
 // readIncoming reads one regular file inside inc: no symlink, no special
-// file, at most bundle.MaxFileSize bytes.
+// file, no file with more than one link (a hard link to a file the push
+// account could not read itself), at most bundle.MaxFileSize bytes.
+// Errors never quote what the file holds.
 func readIncoming(inc *os.Root, path string) ([]byte, error) {
 	fi, err := inc.Lstat(path)
 	if err != nil {
@@ -128,6 +130,13 @@ func readIncoming(inc *os.Root, path string) ([]byte, error) {
 		return nil, fmt.Errorf("%w: %v", ErrBadIncoming, err)
 	}
 	defer f.Close()
+	ofi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadIncoming, err)
+	}
+	if st, ok := ofi.Sys().(*syscall.Stat_t); ok && st.Nlink > 1 {
+		return nil, fmt.Errorf("%w: %s has %d hard links: bundle files must be uploaded, not linked", ErrBadIncoming, path, st.Nlink)
+	}
 	data, err := bounded.ReadRegular(f, path, bundle.MaxFileSize)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrBadIncoming, err)
@@ -152,8 +161,17 @@ func kind(fi fs.FileInfo) string {
 // abandoned, left by a push whose connection broke, and is removed.
 const StaleUpload = 10 * time.Minute
 
-// cleanUploads removes abandoned upload directories of name from incoming.
-// Younger ones may belong to a push under way and are left alone.
+// StaleBundle is the age after which a complete upload
+// (<incoming>/<name>/<id>) that no run installed or refused is removed, so
+// that no copy of a private key stays in incoming longer: one left by a
+// push whose install was refused before certnode looked at it, one kept
+// after a failure of this host for a later run to retry, or one another
+// run's --id passed over. A push after that uploads it again.
+const StaleBundle = time.Hour
+
+// cleanUploads removes abandoned upload directories of name from incoming
+// and complete uploads older than StaleBundle. Younger ones may belong to
+// a push under way and are left alone.
 func (in *Installer) cleanUploads(inc *os.Root, name string) {
 	d, err := inc.Open(name)
 	if err != nil {
@@ -162,17 +180,26 @@ func (in *Installer) cleanUploads(inc *os.Root, name string) {
 	entries, _ := d.ReadDir(1000)
 	d.Close()
 	for _, e := range entries {
-		if !strings.HasPrefix(e.Name(), ".tmp-") {
+		n := e.Name()
+		limit, what := StaleBundle, "remove uninstalled upload"
+		switch {
+		case strings.HasPrefix(n, ".tmp-"):
+			limit, what = StaleUpload, "remove abandoned upload"
+		case strings.HasPrefix(n, "."):
 			continue
 		}
 		fi, err := e.Info()
-		if err != nil || in.now().Sub(fi.ModTime()) < StaleUpload {
+		if err != nil {
 			continue
 		}
-		p := name + "/" + e.Name()
-		in.log().Info("remove abandoned upload", "cert", name, "path", p, "age", in.now().Sub(fi.ModTime()).Round(time.Second))
+		age := in.now().Sub(fi.ModTime())
+		if age < limit {
+			continue
+		}
+		p := name + "/" + n
+		in.log().Info(what, "cert", name, "path", p, "age", age.Round(time.Second))
 		if err := inc.RemoveAll(p); err != nil {
-			in.log().Warn("remove abandoned upload", "cert", name, "path", p, "error", err)
+			in.log().Warn(what, "cert", name, "path", p, "error", err)
 		}
 	}
 }

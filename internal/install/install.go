@@ -120,10 +120,12 @@ func (in *Installer) Install(ctx context.Context, names []string, opts Options) 
 	defer unlock()
 	in.cleanStray()
 
-	inc, err := os.OpenRoot(in.Config.Incoming)
+	inc, err := openIncoming(in.Config.Incoming)
 	if errors.Is(err, fs.ErrNotExist) {
 		in.log().Info("no incoming directory yet", "path", in.Config.Incoming)
 		inc = nil
+	} else if errors.Is(err, ErrUnsafeIncoming) {
+		return nil, err
 	} else if err != nil {
 		return nil, fmt.Errorf("open incoming: %w", err)
 	} else {
@@ -361,6 +363,13 @@ func (a *attempt) stageCopy(cand string) (tmp string, ok bool) {
 	}
 	tmp, err = in.stage(a.inc, c.Name, cand, c, ids)
 	if err != nil {
+		if _, lerr := a.inc.Lstat(c.Name + "/" + cand); errors.Is(lerr, fs.ErrNotExist) {
+			// Removed while it was read (by the push that uploaded it,
+			// giving up): nothing to install, and nothing malformed.
+			a.res.Result = Nothing
+			a.res.Err = fmt.Errorf("bundle %s was removed from %s while it was read", cand, filepath.Join(in.Config.Incoming, c.Name))
+			return "", false
+		}
 		if errors.Is(err, ErrBadIncoming) {
 			a.fail(Refused, err)
 		} else {

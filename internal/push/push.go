@@ -221,7 +221,8 @@ func (p *Pusher) deliver(ctx context.Context, h inventory.Host, r *Result) error
 		r.Detail = describeChange(r.Previous, m.ID)
 		return nil
 	}
-	if err := p.upload(sc, dir, m.ID); err != nil {
+	created, err := p.upload(sc, dir, m.ID)
+	if err != nil {
 		return ctxErr(ctx, fmt.Errorf("upload: %w", err))
 	}
 	if !p.opts.Install {
@@ -230,7 +231,18 @@ func (p *Pusher) deliver(ctx context.Context, h inventory.Host, r *Result) error
 		return nil
 	}
 	detail, err := p.install(c.ssh, h, m)
+	if errors.Is(err, errNotInIncoming) && !created {
+		// Another push's upload, found in place, was installed or
+		// removed before this one's certnode ran: upload it again.
+		if created, err = p.upload(sc, dir, m.ID); err != nil {
+			return ctxErr(ctx, fmt.Errorf("upload: %w", err))
+		}
+		detail, err = p.install(c.ssh, h, m)
+	}
 	if err != nil {
+		if errors.Is(err, errNoAnswer) && created {
+			p.removeUpload(sc, h, path.Join(dir, m.ID))
+		}
 		return ctxErr(ctx, err)
 	}
 	r.Detail = detail
@@ -290,12 +302,17 @@ func installedID(sc *sftp.Client, incoming, name string) (string, error) {
 // written, so no one but the push account and root ever can read it. On
 // any error the temporary directory is removed.
 //
+// A dir/<id> that is there already is never replaced: it holds the same
+// bundle (the id names its contents), another push may have put it there
+// and its certnode may be reading it. created reports whether this upload
+// is the one in place.
+//
 // Requests that do not depend on each other are in flight together: the
 // files are written concurrently, each as open, (chmod), write, fstat
 // (the size the host has), close. Nothing is checked that a request's
 // answer already says: the directory is made without a stat before it,
 // and the target is looked at only when the rename fails.
-func (p *Pusher) upload(sc *sftp.Client, dir, id string) (err error) {
+func (p *Pusher) upload(sc *sftp.Client, dir, id string) (created bool, err error) {
 	var rnd [8]byte
 	rand.Read(rnd[:])
 	tmp := path.Join(dir, ".tmp-"+hex.EncodeToString(rnd[:]))
@@ -304,20 +321,20 @@ func (p *Pusher) upload(sc *sftp.Client, dir, id string) (err error) {
 	err = sc.Mkdir(tmp)
 	if errors.Is(err, fs.ErrNotExist) {
 		if err := sc.MkdirAll(dir); err != nil {
-			return fmt.Errorf("create %s: %w", dir, err)
+			return false, fmt.Errorf("create %s: %w", dir, err)
 		}
 		err = sc.Mkdir(tmp)
 	}
 	if err != nil {
-		return fmt.Errorf("create %s: %w", tmp, err)
+		return false, fmt.Errorf("create %s: %w", tmp, err)
 	}
 	defer func() {
-		if err != nil {
+		if err != nil || !created {
 			sc.RemoveAll(tmp)
 		}
 	}()
 	if err := sc.Chmod(tmp, 0o700); err != nil {
-		return err
+		return false, err
 	}
 	names := slices.Concat(bundle.Files, []string{bundle.ManifestFile})
 	errs := make([]error, len(names))
@@ -329,25 +346,32 @@ func (p *Pusher) upload(sc *sftp.Client, dir, id string) (err error) {
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
-		return err
+		return false, err
 	}
 	if err := sc.Chmod(tmp, 0o755); err != nil {
-		return err
+		return false, err
 	}
 	final := path.Join(dir, id)
 	if err := rename(sc, tmp, final); err != nil {
-		// A previous push left it uninstalled, or --force: replace it.
-		if _, serr := sc.Lstat(final); serr != nil {
-			return fmt.Errorf("rename into place: %w", err)
+		// Already there (another push's, or one a refused install left):
+		// use it as it is.
+		if fi, serr := sc.Lstat(final); serr == nil && fi.IsDir() {
+			p.opts.Logger.Debug("bundle already in incoming", "path", final)
+			return false, nil
 		}
-		if err := sc.RemoveAll(final); err != nil {
-			return fmt.Errorf("remove old %s: %w", final, err)
-		}
-		if err := rename(sc, tmp, final); err != nil {
-			return fmt.Errorf("rename into place: %w", err)
-		}
+		return false, fmt.Errorf("rename into place: %w", err)
 	}
-	return nil
+	return true, nil
+}
+
+// removeUpload removes the upload dir (this push's own) that the node did
+// not take, so that no copy of the key stays in incoming.
+func (p *Pusher) removeUpload(sc *sftp.Client, h inventory.Host, dir string) {
+	if err := sc.RemoveAll(dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		p.opts.Logger.Warn("remove upload the node did not take", "host", h.Name, "path", dir, "error", err)
+		return
+	}
+	p.opts.Logger.Debug("removed upload the node did not take", "host", h.Name, "path", dir)
 }
 
 func rename(sc *sftp.Client, from, to string) error {
@@ -394,6 +418,25 @@ func (p *Pusher) writeFile(sc *sftp.Client, name string, secret bool) error {
 // ErrInstall is returned when certnode on the host did not install.
 var ErrInstall = errors.New("certnode did not install")
 
+// Reasons an install failed, wrapped with ErrInstall: no answer for the
+// certificate came back (the command was refused or failed before
+// certnode took the upload), or certnode found no such bundle in
+// incoming.
+var (
+	errNoAnswer      = errors.New("no result from certnode")
+	errNotInIncoming = errors.New("bundle not in incoming")
+)
+
+// installError is an install failure of a kind (errNoAnswer,
+// errNotInIncoming) that its text need not repeat.
+type installError struct {
+	err  error
+	kind error
+}
+
+func (e *installError) Error() string   { return e.err.Error() }
+func (e *installError) Unwrap() []error { return []error{e.err, e.kind} }
+
 func (p *Pusher) install(client *ssh.Client, h inventory.Host, m *bundle.Manifest) (string, error) {
 	sess, err := client.NewSession()
 	if err != nil {
@@ -413,9 +456,9 @@ func (p *Pusher) install(client *ssh.Client, h inventory.Host, m *bundle.Manifes
 	if err := json.Unmarshal(stdout.Bytes(), &out); err != nil {
 		msg := strings.TrimSpace(stderr.String())
 		if runErr != nil {
-			return "", fmt.Errorf("%w: %s: %v: %s", ErrInstall, cmd, runErr, msg)
+			return "", &installError{fmt.Errorf("%w: %s: %v: %s", ErrInstall, cmd, runErr, msg), errNoAnswer}
 		}
-		return "", fmt.Errorf("%w: unreadable output from %s: %v", ErrInstall, cmd, err)
+		return "", &installError{fmt.Errorf("%w: unreadable output from %s: %v", ErrInstall, cmd, err), errNoAnswer}
 	}
 	for _, nr := range out.Results {
 		if nr.Cert != m.Name {
@@ -424,11 +467,13 @@ func (p *Pusher) install(client *ssh.Client, h inventory.Host, m *bundle.Manifes
 		switch nr.Result {
 		case wire.Installed, wire.Unchanged:
 			return "certnode: " + nr.Result, nil
+		case wire.Nothing:
+			return "", &installError{fmt.Errorf("%w: %s: %s", ErrInstall, nr.Result, nr.Error), errNotInIncoming}
 		default:
 			return "", fmt.Errorf("%w: %s: %s", ErrInstall, nr.Result, nr.Error)
 		}
 	}
-	return "", fmt.Errorf("%w: no result for %s from %s", ErrInstall, m.Name, cmd)
+	return "", &installError{fmt.Errorf("%w: no result for %s from %s", ErrInstall, m.Name, cmd), errNoAnswer}
 }
 
 // tail keeps the last max bytes written.

@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/certpush/certpush/internal/bundle"
 	"github.com/certpush/certpush/internal/inventory"
 	"github.com/certpush/certpush/internal/testlog"
 	"github.com/certpush/certpush/internal/wire"
@@ -299,5 +300,139 @@ func TestPlan(t *testing.T) {
 				t.Errorf("the host got an upload: %v", err)
 			}
 		})
+	}
+}
+
+// uploads lists what is in a host's incoming/<name>/.
+func (h *sshHost) uploads() []string {
+	entries, _ := os.ReadDir(filepath.Join(h.incoming, certName))
+	var out []string
+	for _, e := range entries {
+		out = append(out, e.Name())
+	}
+	return out
+}
+
+// TestUploadRemovedWhenNotTaken: an install that the host refuses before
+// certnode took the upload leaves no copy of the key in incoming; one that
+// certnode answered is left to certnode.
+func TestUploadRemovedWhenNotTaken(t *testing.T) {
+	testCases := []struct {
+		desc       string
+		refuse     string
+		result     string
+		wantUpload bool
+	}{
+		{desc: "refused by the forced command", refuse: "certnode-forced-command: refused: option --force is not allowed", wantUpload: false},
+		{desc: "answered by certnode", result: wire.Failed, wantUpload: true},
+	}
+	for _, tc := range testCases {
+		t.Run(tc.desc, func(t *testing.T) {
+			b := newBundle(t)
+			f := newFixture(t, 1)
+			h := f.hosts[0]
+			h.refuse, h.result = tc.refuse, tc.result
+			opts := f.options(t)
+			opts.Force = true
+			p, err := New(b, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rs := p.Run(t.Context(), f.inventory())
+			if rs[0].Result != Failed || !errors.Is(rs[0].Err, ErrInstall) {
+				t.Fatalf("result %+v, want failed (%v)", rs[0], ErrInstall)
+			}
+			if tc.refuse != "" && !strings.Contains(rs[0].ErrorText, "refused") {
+				t.Errorf("error %q does not say the host refused", rs[0].ErrorText)
+			}
+			got := h.uploads()
+			if tc.wantUpload && !slices.Equal(got, []string{b.Manifest.ID}) || !tc.wantUpload && len(got) != 0 {
+				t.Errorf("incoming holds %v, want the upload: %v", got, tc.wantUpload)
+			}
+		})
+	}
+}
+
+// TestUploadAlreadyThere: a bundle another push put in place is used as
+// it is, never replaced, and never removed by this push.
+func TestUploadAlreadyThere(t *testing.T) {
+	for _, refuse := range []string{"", "certnode-forced-command: refused"} {
+		b := newBundle(t)
+		f := newFixture(t, 1)
+		h := f.hosts[0]
+		h.refuse = refuse
+		final := filepath.Join(h.incoming, certName, b.Manifest.ID)
+		putBundle(t, b, final)
+		marker := filepath.Join(final, "in-use")
+		if err := os.WriteFile(marker, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		p, err := New(b, f.options(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		rs := p.Run(t.Context(), f.inventory())
+		if want := map[bool]string{true: Installed, false: Failed}[refuse == ""]; rs[0].Result != want {
+			t.Errorf("refuse %q: result %+v, want %s", refuse, rs[0], want)
+		}
+		if strings.Contains(rs[0].ErrorText, "malformed") {
+			t.Errorf("refuse %q: error %q", refuse, rs[0].ErrorText)
+		}
+		if _, err := os.Stat(marker); err != nil {
+			t.Errorf("refuse %q: the upload in place was replaced or removed: %v", refuse, err)
+		}
+		if got := h.uploads(); !slices.Equal(got, []string{b.Manifest.ID}) {
+			t.Errorf("refuse %q: incoming holds %v, want only the upload in place", refuse, got)
+		}
+	}
+}
+
+// TestUploadAgainWhenGone: when the upload found in place is gone by the
+// time certnode runs (installed or removed by the push that made it),
+// the bundle is uploaded again and installed.
+func TestUploadAgainWhenGone(t *testing.T) {
+	b := newBundle(t)
+	f := newFixture(t, 1)
+	h := f.hosts[0]
+	final := filepath.Join(h.incoming, certName, b.Manifest.ID)
+	putBundle(t, b, final)
+	h.next = []string{wire.Nothing}
+	var reuploaded bool
+	h.onExec = func(n int) {
+		switch n {
+		case 1: // the first install: another run took it meanwhile
+			os.RemoveAll(final)
+		case 2:
+			_, err := os.Stat(filepath.Join(final, "privkey.pem"))
+			reuploaded = err == nil
+		}
+	}
+	p, err := New(b, f.options(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs := p.Run(t.Context(), f.inventory())
+	if rs[0].Result != Installed {
+		t.Fatalf("result %+v, want installed", rs[0])
+	}
+	if _, execs := h.counts(); len(execs) != 2 || !reuploaded {
+		t.Errorf("commands run: %q, uploaded again: %v; want two installs, the second after a new upload", execs, reuploaded)
+	}
+}
+
+// putBundle writes b's files into dir, as an earlier upload left them.
+func putBundle(t *testing.T, b *bundle.Bundle, dir string) {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range append(append([]string{}, bundle.Files...), bundle.ManifestFile) {
+		data, err := b.ReadFile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

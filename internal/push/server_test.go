@@ -34,6 +34,15 @@ type sshHost struct {
 	keys     []ssh.Signer // host keys, in the order the server offers them
 	incoming string       // a temp dir, the host's incoming directory
 	result   string       // what the canned install reports
+	// next, when not empty, are the results of the next installs, one
+	// each, before result.
+	next []string
+	// refuse, when set, is what an exec writes to stderr before exiting
+	// 1 without a result, like a forced command refusing it.
+	refuse string
+	// onExec, when set, runs before an exec answers, with the number of
+	// execs so far.
+	onExec func(n int)
 
 	mu    sync.Mutex
 	auths int      // authentication attempts
@@ -118,8 +127,19 @@ func (h *sshHost) serveSession(ch ssh.Channel, reqs <-chan *ssh.Request) {
 			req.Reply(true, nil)
 			h.mu.Lock()
 			h.execs = append(h.execs, cmd.Command)
-			result := h.result
+			result, refuse, onExec, n := h.result, h.refuse, h.onExec, len(h.execs)
+			if len(h.next) > 0 {
+				result, h.next = h.next[0], h.next[1:]
+			}
 			h.mu.Unlock()
+			if onExec != nil {
+				onExec(n)
+			}
+			if refuse != "" {
+				ch.Stderr().Write([]byte(refuse + "\n"))
+				ch.SendRequest("exit-status", false, ssh.Marshal(struct{ Status uint32 }{1}))
+				return
+			}
 			out, _ := json.Marshal(wire.InstallOutput{Results: []wire.InstallResult{{Cert: certName, Result: result}}})
 			ch.Write(out)
 			status := uint32(0)
