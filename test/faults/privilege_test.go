@@ -351,9 +351,19 @@ func TestChrootSFTPOnly(t *testing.T) {
 	}
 	config := w.rootNode(h, srv, incoming)
 
+	// The install: cron block, shipped commented out.
 	match := mustRead(t, "../../hooks/sshd_config.certpush")
-	match = match[strings.Index(match, "Match User"):]
-	match = match[:strings.Index(match, "\n\n")+1]
+	match = match[strings.Index(match, "#Match User"):]
+	if i := strings.Index(match, "\n\n"); i >= 0 {
+		match = match[:i+1]
+	}
+	var lines []string
+	for _, l := range strings.SplitAfter(match, "\n") {
+		lines = append(lines, strings.TrimPrefix(l, "#"))
+	}
+	match = strings.Join(lines, "")
+	// The push key stays in the fleet's root-owned file.
+	match = strings.ReplaceAll(match, "AuthorizedKeysFile /etc/ssh/authorized_keys/%u", "AuthorizedKeysFile "+filepath.Join(h.Dir, "ssh", "authorized_keys"))
 	match = strings.ReplaceAll(match, "/certsync", chroot)
 	match = strings.ReplaceAll(match, "User certsync", "User "+testfleet.FleetUser)
 	f, err := os.OpenFile(h.SSHConfig, os.O_APPEND|os.O_WRONLY, 0)
