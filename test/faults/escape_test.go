@@ -1,7 +1,6 @@
 package faults
 
 import (
-	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"fmt"
@@ -13,7 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/pkg/sftp"
 	"golang.org/x/crypto/ssh"
@@ -88,20 +86,7 @@ func TestForcedCommandCannotBeBypassed(t *testing.T) {
 	} {
 		t.Run(tc.desc, func(t *testing.T) {
 			os.RemoveAll(filepath.Join(home, ".ssh"))
-			if err := os.WriteFile(h.SSHConfig, []byte(base+"\n"+tc.match), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			if out, err := exec.Command(testfleet.SSHD, "-t", "-f", h.SSHConfig).CombinedOutput(); err != nil {
-				t.Fatalf("sshd -t: %v: %s\n%s", err, out, tc.match)
-			}
-			if err := h.StopSSH(); err != nil {
-				t.Fatal(err)
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			if err := h.StartSSH(ctx); err != nil {
-				t.Fatal(err)
-			}
+			restartSSH(t, h, base+"\n"+tc.match)
 			cfg, err := w.fleet.ClientConfig()
 			if err != nil {
 				t.Fatal(err)

@@ -105,15 +105,17 @@ func TestIncomingRedirect(t *testing.T) {
 	w.check(checkOptions{allowed: []string{fp}, settled: true, incoming: map[string]string{h.Name: incoming}})
 }
 
-// forcedNode sets h up as TestForcedCommand does: the push key limited
-// to hooks/certnode-forced-command, certnode run as root through sudo.
-func (w *world) forcedNode(h *testfleet.Host) {
+// forcedNode sets h up with the least privilege of install: now: the push
+// key limited to hooks/certnode-forced-command, certnode run as root
+// through sudo (hooks/sudoers.certnode). It returns the root-owned
+// certnode binary and config.
+func (w *world) forcedNode(h *testfleet.Host) (bin, config string) {
 	t := w.t
 	t.Helper()
 	testfleet.Require(t, "sudo", "visudo")
 	srv := srvDir(t)
-	config := w.rootNode(h, srv, h.Incoming)
-	bin := filepath.Join(srv, "certnode")
+	config = w.rootNode(h, srv, h.Incoming)
+	bin = filepath.Join(srv, "certnode")
 	wrapper := filepath.Join(srv, "certnode-forced-command")
 	if out, err := exec.Command("cp", "../../hooks/certnode-forced-command", wrapper).CombinedOutput(); err != nil {
 		t.Fatalf("copy wrapper: %v: %s", err, out)
@@ -136,6 +138,27 @@ func (w *world) forcedNode(h *testfleet.Host) {
 		t.Fatal(err)
 	}
 	w.writeInventory(testfleet.InventoryOptions{}, func(inv map[string]any) { invHost(inv, h.Name)["command"] = "certnode" })
+	return bin, config
+}
+
+// restartSSH writes h's sshd_config, checks it with sshd -t and restarts
+// sshd with it.
+func restartSSH(t *testing.T, h *testfleet.Host, config string) {
+	t.Helper()
+	if err := os.WriteFile(h.SSHConfig, []byte(config), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(testfleet.SSHD, "-t", "-f", h.SSHConfig).CombinedOutput(); err != nil {
+		t.Fatalf("sshd -t: %v: %s\n%s", err, out, config)
+	}
+	if err := h.StopSSH(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := h.StartSSH(ctx); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // keysIn lists private key files under h's incoming/<name>.

@@ -2,11 +2,9 @@ package faults
 
 import (
 	"bytes"
-	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/json"
-	"fmt"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -215,37 +213,9 @@ type nodeResults struct {
 // owns the certificates. The push works; nothing else does.
 func TestForcedCommand(t *testing.T) {
 	requireRoot(t)
-	testfleet.Require(t, "sudo", "visudo")
 	w := newWorld(t, 1)
 	h := w.fleet.Hosts[0]
-	srv := srvDir(t)
-	config := w.rootNode(h, srv, h.Incoming)
-	bin := filepath.Join(srv, "certnode")
-	wrapper := filepath.Join(srv, "certnode-forced-command")
-	if out, err := exec.Command("cp", "../../hooks/certnode-forced-command", wrapper).CombinedOutput(); err != nil {
-		t.Fatalf("copy wrapper: %v: %s", err, out)
-	}
-
-	// sudoers: the shipped line, with this test's paths and account.
-	line := mustRead(t, "../../hooks/sudoers.certnode")
-	line = strings.ReplaceAll(line, "/usr/local/bin/certnode", bin)
-	line = strings.ReplaceAll(line, `/etc/certnode/certnode\.yaml`, strings.ReplaceAll(config, ".", `\.`))
-	line = strings.ReplaceAll(line, "certsync ALL", testfleet.FleetUser+" ALL")
-	sudoers := filepath.Join("/etc/sudoers.d", "certpush-faults-"+filepath.Base(srv)[len("certpush-faults-"):])
-	if err := os.WriteFile(sudoers, []byte(line), 0o440); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.Remove(sudoers) })
-	if out, err := exec.Command("visudo", "-cf", sudoers).CombinedOutput(); err != nil {
-		t.Fatalf("visudo: %v: %s", err, out)
-	}
-
-	pub := strings.TrimSpace(mustRead(t, w.fleet.Identity+".pub"))
-	ak := fmt.Sprintf("restrict,command=\"%s --certnode %s --config %s\" %s\n", wrapper, bin, config, pub)
-	if err := os.WriteFile(filepath.Join(h.Dir, "ssh", "authorized_keys"), []byte(ak), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	w.writeInventory(testfleet.InventoryOptions{}, func(inv map[string]any) { invHost(inv, h.Name)["command"] = "certnode" })
+	bin, config := w.forcedNode(h)
 
 	// What certpush does works.
 	fp := w.importNew(devca.Leaf{})
@@ -366,23 +336,7 @@ func TestChrootSFTPOnly(t *testing.T) {
 	match = strings.ReplaceAll(match, "AuthorizedKeysFile /etc/ssh/authorized_keys/%u", "AuthorizedKeysFile "+filepath.Join(h.Dir, "ssh", "authorized_keys"))
 	match = strings.ReplaceAll(match, "/certsync", chroot)
 	match = strings.ReplaceAll(match, "User certsync", "User "+testfleet.FleetUser)
-	f, err := os.OpenFile(h.SSHConfig, os.O_APPEND|os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.WriteString("\n" + match)
-	f.Close()
-	if out, err := exec.Command(testfleet.SSHD, "-t", "-f", h.SSHConfig).CombinedOutput(); err != nil {
-		t.Fatalf("sshd -t: %v: %s\n%s", err, out, match)
-	}
-	if err := h.StopSSH(); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := h.StartSSH(ctx); err != nil {
-		t.Fatal(err)
-	}
+	restartSSH(t, h, mustRead(t, h.SSHConfig)+"\n"+match)
 	w.writeInventory(testfleet.InventoryOptions{Install: "cron"}, func(inv map[string]any) { invHost(inv, h.Name)["incoming"] = "/incoming" })
 
 	fp := w.importNew(devca.Leaf{})
