@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -88,7 +89,7 @@ func loadHostKeys(path string, log *slog.Logger) (*hostKeys, error) {
 
 // check is an ssh.HostKeyCallback. A failure is a *HostKeyError.
 func (k *hostKeys) check(address string, _ net.Addr, key ssh.PublicKey) error {
-	host := knownhosts.Normalize(address)
+	host := lookupNames(address)
 	plain := key
 	cert, isCert := key.(*ssh.Certificate)
 	if isCert {
@@ -98,7 +99,7 @@ func (k *hostKeys) check(address string, _ net.Addr, key ssh.PublicKey) error {
 		Address:     address,
 		Fingerprint: ssh.FingerprintSHA256(plain),
 		KnownHosts:  k.path,
-		Line:        knownhosts.Line([]string{host}, plain),
+		Line:        knownhosts.Line([]string{knownhosts.Normalize(address)}, plain),
 	}
 	if why, err := k.revoked(host, plain, cert); err != nil {
 		e.Err, e.Why = err, why
@@ -131,9 +132,9 @@ func (k *hostKeys) check(address string, _ net.Addr, key ssh.PublicKey) error {
 // the key, ErrHostCertInvalid when one names the certificate's CA, and
 // ErrHostKeyRevoked when a malformed line that may be a revocation names
 // host (so that a typo never lifts a revocation).
-func (k *hostKeys) revoked(host string, key ssh.PublicKey, cert *ssh.Certificate) (why string, err error) {
+func (k *hostKeys) revoked(host hostNames, key ssh.PublicKey, cert *ssh.Certificate) (why string, err error) {
 	for _, l := range k.lines {
-		if l.marker != markerRevoked || !matchHost(host, l.patterns) {
+		if l.marker != markerRevoked || !host.match(l.patterns) {
 			continue
 		}
 		if sameKey(l.key, key) {
@@ -144,7 +145,7 @@ func (k *hostKeys) revoked(host string, key ssh.PublicKey, cert *ssh.Certificate
 		}
 	}
 	for _, b := range k.bad {
-		if b.revokes && b.patterns != "" && matchHost(host, b.patterns) {
+		if b.revokes && b.patterns != "" && host.match(b.patterns) {
 			return fmt.Sprintf("%s:%d, a malformed revocation for this host, cannot be read: %s; fix or remove it", k.path, b.line, b.why), ErrHostKeyRevoked
 		}
 	}
@@ -154,10 +155,10 @@ func (k *hostKeys) revoked(host string, key ssh.PublicKey, cert *ssh.Certificate
 // known checks a plain key against the plain lines for host: nil when one
 // has the key, ErrHostKeyChanged when only others are there, and
 // ErrUnknownHost when there are none.
-func (k *hostKeys) known(host string, key ssh.PublicKey) error {
+func (k *hostKeys) known(host hostNames, key ssh.PublicKey) error {
 	err := ErrUnknownHost
 	for _, l := range k.lines {
-		if l.marker != markerNone || !matchHost(host, l.patterns) {
+		if l.marker != markerNone || !host.match(l.patterns) {
 			continue
 		}
 		if sameKey(l.key, key) {
@@ -168,15 +169,15 @@ func (k *hostKeys) known(host string, key ssh.PublicKey) error {
 	return err
 }
 
-func (k *hostKeys) hasAuthority(host string) bool {
+func (k *hostKeys) hasAuthority(host hostNames) bool {
 	return k.isAuthority(host, nil)
 }
 
 // isAuthority reports whether an @cert-authority line for host has ca
 // (any CA when ca is nil).
-func (k *hostKeys) isAuthority(host string, ca ssh.PublicKey) bool {
+func (k *hostKeys) isAuthority(host hostNames, ca ssh.PublicKey) bool {
 	for _, l := range k.lines {
-		if l.marker == markerAuthority && matchHost(host, l.patterns) && (ca == nil || sameKey(l.key, ca)) {
+		if l.marker == markerAuthority && host.match(l.patterns) && (ca == nil || sameKey(l.key, ca)) {
 			return true
 		}
 	}
@@ -184,40 +185,33 @@ func (k *hostKeys) isAuthority(host string, ca ssh.PublicKey) bool {
 }
 
 // certProblem returns "" when cert is a host certificate, signed by a CA
-// known_hosts trusts for address, valid now and naming the host (OpenSSH
-// lets a host certificate's principals be patterns, and one with no
-// principals names every host); otherwise it says what is wrong.
+// known_hosts trusts for address, valid now and naming the host (one with
+// no principals names every host, as in OpenSSH); otherwise it says what
+// is wrong.
 func (k *hostKeys) certProblem(address string, cert *ssh.Certificate) string {
 	if cert.CertType != ssh.HostCert {
 		return "it is a user certificate, not a host certificate"
 	}
-	host := knownhosts.Normalize(address)
-	if !k.isAuthority(host, cert.SignatureKey) {
-		return fmt.Sprintf("wrong CA: it is signed by %s, which no @cert-authority line trusts for %s", ssh.FingerprintSHA256(cert.SignatureKey), host)
+	if host := lookupNames(address); !k.isAuthority(host, cert.SignatureKey) {
+		return fmt.Sprintf("wrong CA: it is signed by %s, which no @cert-authority line trusts for %s", ssh.FingerprintSHA256(cert.SignatureKey), host[0])
 	}
 	name, _, err := net.SplitHostPort(address)
 	if err != nil {
 		name = address
 	}
 	name = strings.ToLower(name)
-	principal, named := name, len(cert.ValidPrincipals) == 0
-	for _, p := range cert.ValidPrincipals {
-		if matchPattern(name, p) {
-			principal, named = p, true
-			break
-		}
+	if len(cert.ValidPrincipals) > 0 && !slices.Contains(cert.ValidPrincipals, name) {
+		return fmt.Sprintf("wrong principal: it is for %q, not %q", cert.ValidPrincipals, name)
 	}
 	now := k.now()
 	switch {
-	case !named:
-		return fmt.Sprintf("wrong principal: it is for %q, not %q", cert.ValidPrincipals, name)
 	case now.Unix() < int64(cert.ValidAfter):
 		return fmt.Sprintf("not yet valid: valid from %s", time.Unix(int64(cert.ValidAfter), 0).UTC().Format(time.RFC3339))
 	case cert.ValidBefore != ssh.CertTimeInfinity && now.Unix() >= int64(cert.ValidBefore):
 		return fmt.Sprintf("expired at %s", time.Unix(int64(cert.ValidBefore), 0).UTC().Format(time.RFC3339))
 	}
 	cc := ssh.CertChecker{Clock: k.now}
-	if err := cc.CheckCert(principal, cert); err != nil {
+	if err := cc.CheckCert(name, cert); err != nil {
 		return strings.TrimPrefix(err.Error(), "ssh: ")
 	}
 	return ""
@@ -244,7 +238,7 @@ var (
 // plain algorithms follow, so that a host without a certificate is
 // reported as unknown. Nil (the library's defaults) when nothing applies.
 func (k *hostKeys) algorithms(address string) []string {
-	host := knownhosts.Normalize(address)
+	host := lookupNames(address)
 	var algos []string
 	seen := map[string]bool{}
 	add := func(as ...string) {
@@ -261,7 +255,7 @@ func (k *hostKeys) algorithms(address string) []string {
 	}
 	plain := false
 	for _, l := range k.lines {
-		if l.marker == markerNone && matchHost(host, l.patterns) {
+		if l.marker == markerNone && host.match(l.patterns) {
 			add(algorithmsFor(l.key.Type())...)
 			plain = true
 		}

@@ -9,9 +9,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"slices"
 	"strings"
 
 	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/knownhosts"
 )
 
 // Markers of a known_hosts line.
@@ -115,6 +118,25 @@ func badLineOf(n int, text string, err error) badLine {
 		b.patterns = fields[0]
 	}
 	return b
+}
+
+// hostNames are the names a host's known_hosts lines may use: as
+// knownhosts.Normalize writes its address ("name", or "[name]:port" for a
+// port other than 22), and for another port the bare name too, which
+// OpenSSH's ssh also accepts.
+type hostNames []string
+
+func lookupNames(address string) hostNames {
+	names := hostNames{knownhosts.Normalize(address)}
+	if name, port, err := net.SplitHostPort(address); err == nil && port != "22" {
+		names = append(names, name)
+	}
+	return names
+}
+
+// match reports whether a host field matches any of the names.
+func (n hostNames) match(patterns string) bool {
+	return slices.ContainsFunc(n, func(name string) bool { return matchHost(name, patterns) })
 }
 
 // matchHost reports whether host (as knownhosts.Normalize writes it:

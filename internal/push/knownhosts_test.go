@@ -53,6 +53,31 @@ func TestMatchHost(t *testing.T) {
 	}
 }
 
+// A line applies to host:port when it matches [host]:port or, as in
+// OpenSSH, the bare host.
+func TestLookupNames(t *testing.T) {
+	testCases := []struct {
+		desc, address, patterns string
+		want                    bool
+	}{
+		{desc: "port 22", address: "a.example.com:22", patterns: "a.example.com", want: true},
+		{desc: "port 22, bracketed", address: "a.example.com:22", patterns: "[a.example.com]:22", want: false},
+		{desc: "other port, bracketed", address: "a.example.com:2222", patterns: "[a.example.com]:2222", want: true},
+		{desc: "other port, bare name", address: "a.example.com:2222", patterns: "a.example.com", want: true},
+		{desc: "bracketed, wrong port", address: "a.example.com:2222", patterns: "[a.example.com]:2223", want: false},
+		{desc: "bare name negated", address: "a.example.com:2222", patterns: "*,!a.example.com", want: true},
+		{desc: "both negated", address: "a.example.com:2222", patterns: "*,!a.example.com,![a.example.com]:*", want: false},
+		{desc: "IPv6", address: "[::1]:2222", patterns: "::1", want: true},
+	}
+	for _, tc := range testCases {
+		t.Run(tc.desc, func(t *testing.T) {
+			if got := lookupNames(tc.address).match(tc.patterns); got != tc.want {
+				t.Errorf("%v match %q = %v, want %v", lookupNames(tc.address), tc.patterns, got, tc.want)
+			}
+		})
+	}
+}
+
 func TestParseKnownHosts(t *testing.T) {
 	key := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(newSigner(t, "ed25519").PublicKey())))
 	file := strings.Join([]string{
