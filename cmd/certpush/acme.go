@@ -235,7 +235,7 @@ func (e *env) obtainWith(ctx context.Context, client *acme.Client, cfg *inventor
 			return cli.Usage(err)
 		}
 		defer closeAuth()
-		dialer, err := push.NewDialer(auth, cfg.SSH.KnownHosts, cfg.SSH.ConnectTimeout)
+		dialer, err := push.NewDialer(auth, cfg.SSH.KnownHosts, cfg.SSH.ConnectTimeout, e.log)
 		if err != nil {
 			return cli.Usage(err)
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"time"
 
@@ -21,9 +22,13 @@ type Dialer struct {
 	connectTimeout time.Duration
 }
 
-// NewDialer reads the known_hosts file once.
-func NewDialer(auth []ssh.AuthMethod, knownHosts string, connectTimeout time.Duration) (*Dialer, error) {
-	keys, err := loadHostKeys(knownHosts)
+// NewDialer reads the known_hosts file once, logging to log (nil for
+// none) a warning for each malformed line it skips.
+func NewDialer(auth []ssh.AuthMethod, knownHosts string, connectTimeout time.Duration, log *slog.Logger) (*Dialer, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	keys, err := loadHostKeys(knownHosts, log)
 	if err != nil {
 		return nil, err
 	}
@@ -34,7 +39,8 @@ func NewDialer(auth []ssh.AuthMethod, knownHosts string, connectTimeout time.Dur
 }
 
 // Dial connects to h and completes the SSH handshake within the connect
-// timeout. A host key that is unknown or changed is a *HostKeyError, and
+// timeout. A host key that is unknown, changed or revoked, or a host
+// certificate that is not valid for h, is a *HostKeyError, and
 // nothing is sent to that host.
 func (d *Dialer) Dial(ctx context.Context, h inventory.Host) (*ssh.Client, error) {
 	addr := h.SSHAddress()

@@ -102,7 +102,7 @@ func New(b *bundle.Bundle, opts Options) (*Pusher, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	dialer, err := NewDialer(opts.Auth, opts.KnownHosts, opts.ConnectTimeout)
+	dialer, err := NewDialer(opts.Auth, opts.KnownHosts, opts.ConnectTimeout, opts.Logger)
 	if err != nil {
 		return nil, err
 	}

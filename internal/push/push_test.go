@@ -181,7 +181,7 @@ func TestHostKeyErrors(t *testing.T) {
 	for _, tc := range testCases {
 		t.Run(tc.desc, func(t *testing.T) {
 			known := writeKnownHosts(t, tc.known)
-			d, err := NewDialer([]ssh.AuthMethod{ssh.PublicKeys(client)}, known, time.Second)
+			d, err := NewDialer([]ssh.AuthMethod{ssh.PublicKeys(client)}, known, time.Second, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -203,7 +203,7 @@ func TestHostKeyErrors(t *testing.T) {
 			}
 		})
 	}
-	if _, err := NewDialer(nil, filepath.Join(t.TempDir(), "missing"), time.Second); !errors.Is(err, ErrNoKnownHostFile) {
+	if _, err := NewDialer(nil, filepath.Join(t.TempDir(), "missing"), time.Second, nil); !errors.Is(err, ErrNoKnownHostFile) {
 		t.Errorf("NewDialer with no known_hosts = %v", err)
 	}
 }
@@ -225,7 +225,7 @@ func TestHostKeyAlgorithms(t *testing.T) {
 	for _, tc := range testCases {
 		t.Run(tc.desc, func(t *testing.T) {
 			known := writeKnownHosts(t, map[string]ssh.PublicKey{h.addr: tc.key})
-			d, err := NewDialer([]ssh.AuthMethod{ssh.PublicKeys(client)}, known, time.Second)
+			d, err := NewDialer([]ssh.AuthMethod{ssh.PublicKeys(client)}, known, time.Second, nil)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -14,7 +14,7 @@ import (
 
 func TestWebroot(t *testing.T) {
 	f := newFixture(t, 2)
-	d, err := NewDialer([]ssh.AuthMethod{ssh.PublicKeys(f.client)}, f.known, time.Second)
+	d, err := NewDialer([]ssh.AuthMethod{ssh.PublicKeys(f.client)}, f.known, time.Second, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

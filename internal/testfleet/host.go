@@ -63,11 +63,12 @@ type Host struct {
 	BootstrapID          string // bundle id of the bootstrap certificate
 	BootstrapFingerprint string // SHA-256 (lowercase hex) of its leaf
 
-	fleet   *Fleet
-	hostKey string // path of the host key
-	mu      sync.Mutex
-	sshd    *proc
-	nginx   *proc
+	fleet    *Fleet
+	hostKey  string // path of the host key
+	hostCert string // path of sshd's HostCertificate, "" for none
+	mu       sync.Mutex
+	sshd     *proc
+	nginx    *proc
 }
 
 // SSHAddr is the address sshd listens on.
@@ -235,6 +236,9 @@ PerSourceMaxStartups none
 UseDNS no
 `, h.SSHPort, h.hostKey, filepath.Join(filepath.Dir(h.SSHConfig), "sshd.pid"),
 		filepath.Join(filepath.Dir(h.SSHConfig), "authorized_keys"), SFTPServer, h.fleet.User)
+	if h.hostCert != "" {
+		conf += "HostCertificate " + h.hostCert + "\n"
+	}
 	return os.WriteFile(h.SSHConfig, []byte(conf), 0o644)
 }
 
@@ -287,6 +291,27 @@ func (h *Host) ReplaceHostKey(ctx context.Context) error {
 		return fmt.Errorf("replace host key: %w", err)
 	}
 	h.HostKey = key
+	return h.StartSSH(ctx)
+}
+
+// SetHostCertificate restarts sshd presenting cert (an OpenSSH host
+// certificate of HostKey, as ssh-keygen -s CA -h writes it) besides its
+// plain host key; nil presents the plain key alone again.
+func (h *Host) SetHostCertificate(ctx context.Context, cert []byte) error {
+	if err := h.StopSSH(); err != nil {
+		return err
+	}
+	h.hostCert = ""
+	if cert != nil {
+		path := h.hostKey + "-cert.pub"
+		if err := os.WriteFile(path, cert, 0o644); err != nil {
+			return fmt.Errorf("host certificate: %w", err)
+		}
+		h.hostCert = path
+	}
+	if err := h.writeSSHConfig(); err != nil {
+		return fmt.Errorf("host certificate: %w", err)
+	}
 	return h.StartSSH(ctx)
 }
 
