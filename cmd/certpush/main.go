@@ -51,6 +51,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 Exit status: 0 done (or nothing to do), 1 some hosts or certificates failed,
 2 bad usage or configuration.`,
 		Commands: []*cli.Command{
+			e.initCommand(),
 			e.pushCommand(),
 			e.importCommand(),
 			e.hookCommand(),

@@ -40,8 +40,8 @@ func (e *HostKeyError) Error() string {
 		return fmt.Sprintf("%s: no key or CA for this host: host key %s is not in %s%s; refusing to connect. If that fingerprint is right (check it on the host: ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub), trust it with: echo '%s' >> %s, or trust the CA that signs its host certificate with a line '@cert-authority PATTERN CA-PUBLIC-KEY'",
 			e.Address, e.Fingerprint, e.KnownHosts, why(e.Why), e.Line, e.KnownHosts)
 	case ErrHostKeyChanged:
-		return fmt.Sprintf("%s: HOST KEY HAS CHANGED: it now presents %s, which does not match %s. Someone may be intercepting the connection, or the host was rebuilt. Nothing was sent. Verify the new key on the host before replacing its line in %s",
-			e.Address, e.Fingerprint, e.KnownHosts, e.KnownHosts)
+		return fmt.Sprintf("%s: HOST KEY HAS CHANGED: it now presents %s, which does not match %s. Someone may be intercepting the connection, or the host was rebuilt. Nothing was sent. Verify the new key on the host (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub) before replacing its line; if it matches: ssh-keygen -R '%s' -f %s && echo '%s' >> %s",
+			e.Address, e.Fingerprint, e.KnownHosts, knownhosts.Normalize(e.Address), e.KnownHosts, e.Line, e.KnownHosts)
 	case ErrHostCertInvalid:
 		return fmt.Sprintf("%s: host certificate not valid for this host: %s; refusing to connect, nothing was sent. Check the host's certificate (ssh-keygen -Lf /etc/ssh/ssh_host_ed25519_key-cert.pub) and the @cert-authority lines in %s",
 			e.Address, e.Why, e.KnownHosts)

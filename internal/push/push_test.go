@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/knownhosts"
 
 	"github.com/certpush/certpush/internal/bundle"
 	"github.com/certpush/certpush/internal/inventory"
@@ -176,7 +177,8 @@ func TestHostKeyErrors(t *testing.T) {
 		{desc: "unknown host", known: map[string]ssh.PublicKey{other.addr: other.keys[0].PublicKey()},
 			want: ErrUnknownHost, text: []string{"is not in", "refusing to connect", ssh.FingerprintSHA256(h.keys[0].PublicKey()), "trust it with: echo '"}},
 		{desc: "changed key", known: map[string]ssh.PublicKey{h.addr: other.keys[0].PublicKey()},
-			want: ErrHostKeyChanged, text: []string{"HOST KEY HAS CHANGED", ssh.FingerprintSHA256(h.keys[0].PublicKey()), "Nothing was sent"}},
+			want: ErrHostKeyChanged, text: []string{"HOST KEY HAS CHANGED", ssh.FingerprintSHA256(h.keys[0].PublicKey()), "Nothing was sent",
+				"ssh-keygen -R '" + knownhosts.Normalize(h.addr) + "' -f ", "&& echo '" + knownhosts.Line([]string{knownhosts.Normalize(h.addr)}, h.keys[0].PublicKey()) + "' >> "}},
 	}
 	for _, tc := range testCases {
 		t.Run(tc.desc, func(t *testing.T) {
