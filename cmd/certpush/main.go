@@ -58,6 +58,7 @@ Exit status: 0 done (or nothing to do), 1 some hosts or certificates failed,
 			e.obtainCommand(),
 			e.renewCommand(),
 			e.statusCommand(),
+			e.trustCommand(),
 			{
 				Name:  "version",
 				Short: "print the version",

@@ -307,3 +307,12 @@ func copyHost(h Host) Host {
 	h.Verify = slices.Clone(h.Verify)
 	return h
 }
+
+// Host returns the configured host name with the SSH defaults filled in.
+func (c *Config) Host(name string) (Host, bool) {
+	h, ok := c.Hosts[name]
+	if !ok || h == nil {
+		return Host{}, false
+	}
+	return c.withDefaults(copyHost(*h)), true
+}

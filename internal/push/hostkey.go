@@ -74,7 +74,7 @@ type hostKeys struct {
 func loadHostKeys(path string, log *slog.Logger) (*hostKeys, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v (create it, e.g. with ssh-keyscan, and check every fingerprint)", ErrNoKnownHostFile, err)
+		return nil, fmt.Errorf("%w: %v (add each host with 'certpush trust HOST --fingerprint SHA256:...', the fingerprint checked on the host)", ErrNoKnownHostFile, err)
 	}
 	defer f.Close()
 	lines, bad, err := parseKnownHosts(f)
