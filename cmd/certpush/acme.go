@@ -50,6 +50,81 @@ func (e *env) obtainCommand() *cli.Command {
 	return c
 }
 
+// renewAndPush renews each ACME certificate of certs that is due, then
+// pushes every one that has a bundle (renewed or not, ACME or not) to the
+// hosts that do not have it yet. A failed renewal is reported and the
+// others go on; the run then fails.
+func (e *env) renewAndPush(ctx context.Context, cfg *inventory.Config, certs []*inventory.Cert, pf pushFlags) error {
+	var (
+		reports []certReport
+		failed  []error
+	)
+	for _, cert := range certs {
+		// A certificate not obtained over ACME has nothing to renew here.
+		if cert.Challenge != nil {
+			if err := e.renewOne(ctx, cfg, cert); err != nil {
+				// A usage error stops the run and is reported once, by
+				// the caller; other failures are reported here and the
+				// other certificates go on.
+				var ue *cli.UsageError
+				if errors.As(err, &ue) {
+					return err
+				}
+				fmt.Fprintf(e.stderr, "certpush: %s: renew failed: %v\n", cert.Name, err)
+				failed = append(failed, err)
+			}
+		}
+		// Push whatever is current, renewed or not: hosts that missed
+		// an earlier push catch up.
+		if _, err := e.store(cfg).Current(cert.Name); errors.Is(err, bundle.ErrNoBundle) {
+			continue
+		}
+		rep, err := e.pushCert(ctx, cfg, cert.Name, pf)
+		if err != nil {
+			return err
+		}
+		reports = append(reports, rep)
+	}
+	err := e.finishPush(cfg, reports, pf)
+	if len(failed) > 0 && err == nil {
+		return cli.ErrReported
+	}
+	return err
+}
+
+func (e *env) syncCommand() *cli.Command {
+	var pf pushFlags
+	return e.pushing(&cli.Command{
+		Name:  "sync",
+		Args:  "[NAME...]",
+		Short: "for the timer: renew what is due, then push every current bundle",
+		Long: `What the timer runs. For each certificate (default: all): renew it when it
+is due, if it is obtained over ACME (as renew does); then push its current
+bundle, whatever made it (ACME, certbot's hook, import), to every host that
+does not have it yet. A host that was down during a certbot renewal or an
+import gets the bundle on the next run, not at the next renewal.
+Safe to run every few minutes to every few hours.`,
+	}, &pf, func(ctx context.Context, names []string) error {
+		cfg, unlock, err := e.lockedConfig(ctx, pf.lock)
+		if err != nil {
+			return err
+		}
+		defer unlock()
+		if len(names) == 0 {
+			names = cfg.CertOrder
+		}
+		var certs []*inventory.Cert
+		for _, n := range names {
+			c, err := cfg.Cert(n)
+			if err != nil {
+				return cli.Usage(err)
+			}
+			certs = append(certs, c)
+		}
+		return e.renewAndPush(ctx, cfg, certs, pf)
+	})
+}
+
 func (e *env) renewCommand() *cli.Command {
 	var pf pushFlags
 	return e.pushing(&cli.Command{
@@ -87,38 +162,7 @@ Safe to run from cron or a systemd timer every few hours.`,
 				certs = append(certs, c)
 			}
 		}
-		var (
-			reports []certReport
-			failed  []error
-		)
-		for _, cert := range certs {
-			if err := e.renewOne(ctx, cfg, cert); err != nil {
-				// A usage error stops the run and is reported once, by
-				// the caller; other failures are reported here and the
-				// other certificates go on.
-				var ue *cli.UsageError
-				if errors.As(err, &ue) {
-					return err
-				}
-				fmt.Fprintf(e.stderr, "certpush: %s: renew failed: %v\n", cert.Name, err)
-				failed = append(failed, err)
-			}
-			// Push whatever is current, renewed or not: hosts that missed
-			// an earlier push catch up.
-			if _, err := e.store(cfg).Current(cert.Name); errors.Is(err, bundle.ErrNoBundle) {
-				continue
-			}
-			rep, err := e.pushCert(ctx, cfg, cert.Name, pf)
-			if err != nil {
-				return err
-			}
-			reports = append(reports, rep)
-		}
-		err = e.finishPush(cfg, reports, pf)
-		if len(failed) > 0 && err == nil {
-			return cli.ErrReported
-		}
-		return err
+		return e.renewAndPush(ctx, cfg, certs, pf)
 	})
 }
 

@@ -156,6 +156,11 @@ func (e *env) hookCommand() *cli.Command {
 		if _, err := e.addBundle(cfg, cert, data[0], data[1], data[2], bundle.SourceCertbot, false, renewed...); err != nil {
 			return err
 		}
-		return e.pushNames(ctx, cfg, []string{name}, pf)
+		err = e.pushNames(ctx, cfg, []string{name}, pf)
+		if errors.Is(err, cli.ErrReported) {
+			// certbot ignores the hook's exit status: say it plainly.
+			fmt.Fprintf(e.stderr, "certpush: hook: some hosts did not get %s; certbot does not retry them: 'certpush sync' from a timer does\n", name)
+		}
+		return err
 	})
 }

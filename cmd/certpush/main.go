@@ -57,6 +57,7 @@ Exit status: 0 done (or nothing to do), 1 some hosts or certificates failed,
 			e.hookCommand(),
 			e.obtainCommand(),
 			e.renewCommand(),
+			e.syncCommand(),
 			e.statusCommand(),
 			e.trustCommand(),
 			{

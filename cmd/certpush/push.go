@@ -40,7 +40,7 @@ func (p *pushFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&p.parallel, "parallel", 0, "hosts in flight at once (default: ssh.parallel)")
 	fs.IntVar(&p.canary, "canary", 0, "push to the first `N` hosts first (default: the config's canary hosts); stop if any fails")
 	fs.IntVar(&p.maxFail, "max-failures", 0, "after the canaries, stop starting hosts once more than `N` failed (0: no limit)")
-	fs.BoolVar(&p.force, "force", false, "push and install even where a host has the bundle")
+	fs.BoolVar(&p.force, "force", false, "push and install even where a host has the bundle (hosts behind the shipped forced command refuse it)")
 	fs.BoolVar(&p.json, "json", false, "print results as JSON")
 	fs.BoolVar(&p.quiet, "quiet", false, "print nothing but failures")
 	fs.StringVar(&p.metrics, "metrics-file", "", "write Prometheus metrics to `file` (node_exporter textfile collector)")
