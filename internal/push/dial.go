@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
+	"strings"
 	"time"
 
 	"github.com/pkg/sftp"
@@ -96,9 +98,28 @@ func (d *Dialer) dialSFTP(ctx context.Context, h inventory.Host) (*conn, error) 
 	if err != nil {
 		stop()
 		client.Close()
-		return nil, ctxErr(ctx, fmt.Errorf("start sftp: %w", err))
+		return nil, ctxErr(ctx, fmt.Errorf("start sftp: %w%s", err, sftpHint(err)))
 	}
 	return &conn{ssh: client, sftp: sc, stop: stop}, nil
+}
+
+// sftpHint explains an SFTP start that read something other than SFTP:
+// the push account's shell printed text, or ran nothing at all.
+func sftpHint(err error) string {
+	if err == nil || ctxDone(err) {
+		return ""
+	}
+	msg := err.Error()
+	if strings.Contains(msg, "packet too long") || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return " (the host did not answer in SFTP: the push account's shell printed something or would not run the SFTP server. " +
+			"A nologin shell, a forced command that prints text, or output from shell start-up files such as ~/.bashrc all do this. " +
+			"Give the account /bin/sh with no start-up output, or use ForceCommand internal-sftp as in hooks/sshd_config.certpush)"
+	}
+	return ""
+}
+
+func ctxDone(err error) bool {
+	return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
 }
 
 // Close ends SFTP and the connection.

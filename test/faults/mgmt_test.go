@@ -156,3 +156,25 @@ func TestNodeWithoutTrustedKeys(t *testing.T) {
 	}
 	w.converge(fp)
 }
+
+// TestPushAccountShellPrints gives node-1's push account what a nologin
+// shell or a chatty ~/.bashrc gives it: text where the SFTP server should
+// answer. The push fails for that host with an error saying so in plain
+// words, and the other host installs.
+func TestPushAccountShellPrints(t *testing.T) {
+	w := newWorld(t, 2)
+	n1, n2 := w.fleet.Hosts[0], w.fleet.Hosts[1]
+	pub := strings.TrimSpace(mustRead(t, w.fleet.Identity+".pub"))
+	line := `command="echo This account is currently not available." ` + pub + "\n"
+	if err := os.WriteFile(filepath.Join(n1.Dir, "ssh", "authorized_keys"), []byte(line), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	w.importNew(devca.Leaf{})
+	code, res := w.push()
+	if r := res[n1.Name]; code != 1 || r.Result != "failed" || !strings.Contains(r.Error, "the host did not answer in SFTP") || !strings.Contains(r.Error, "nologin") {
+		t.Errorf("push exited %d, %s: %s %q; want failed, explaining the shell", code, n1.Name, r.Result, r.Error)
+	}
+	if res[n2.Name].Result != "installed" {
+		t.Errorf("%s: %s, want installed", n2.Name, res[n2.Name].Result)
+	}
+}
