@@ -455,6 +455,9 @@ func (p *Pusher) install(client *ssh.Client, h inventory.Host, m *bundle.Manifes
 	var out wire.InstallOutput
 	if err := json.Unmarshal(stdout.Bytes(), &out); err != nil {
 		msg := strings.TrimSpace(stderr.String())
+		if msg == "" {
+			msg = silentInstall(stdout.String(), h.Command)
+		}
 		if runErr != nil {
 			return "", &installError{fmt.Errorf("%w: %s: %v: %s", ErrInstall, cmd, runErr, msg), errNoAnswer}
 		}
@@ -474,6 +477,20 @@ func (p *Pusher) install(client *ssh.Client, h inventory.Host, m *bundle.Manifes
 		}
 	}
 	return "", &installError{fmt.Errorf("%w: no result for %s from %s", ErrInstall, m.Name, cmd), errNoAnswer}
+}
+
+// silentInstall explains an install command that failed without a word
+// on stderr: it printed something else than certnode's JSON (shown,
+// shortened), or nothing at all.
+func silentInstall(stdout, command string) string {
+	what := "it printed nothing"
+	if out := strings.TrimSpace(stdout); out != "" {
+		if len(out) > 200 {
+			out = out[:200] + "..."
+		}
+		what = fmt.Sprintf("it printed %q instead of certnode's JSON", out)
+	}
+	return fmt.Sprintf("%s: the host may not let the push account run commands (ForceCommand internal-sftp, as for install: cron: set install: cron for this host), or %q is not certnode there (check the host's command:)", what, command)
 }
 
 // tail keeps the last max bytes written.

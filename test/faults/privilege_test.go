@@ -412,6 +412,14 @@ func TestChrootSFTPOnly(t *testing.T) {
 		t.Errorf("certnode with a symlinked key: exit %d %s; want refused (symlink)", code, out)
 	}
 	w.check(settled)
+
+	// The same host pushed as install: now: the upload works, the install
+	// command cannot run (internal-sftp), and the error says why.
+	w.writeInventory(testfleet.InventoryOptions{Install: "now"}, func(inv map[string]any) { invHost(inv, h.Name)["incoming"] = "/incoming" })
+	w.importNew(devca.Leaf{})
+	if code, res := w.push(); code != 1 || !strings.Contains(res[h.Name].Error, `it printed "This service allows sftp connections only."`) || !strings.Contains(res[h.Name].Error, "set install: cron for this host") {
+		t.Errorf("install: now into the chroot: %d %+v; want failed, saying the host runs no commands", code, res[h.Name])
+	}
 }
 
 func names(fis []fs.FileInfo) []string {
