@@ -151,6 +151,10 @@ type Host struct {
 	Verify   []string // TLS endpoints, host:port
 	Incoming string
 	Command  string
+	// Install overrides the certificate's install mode on this host
+	// (InstallNow or InstallCron; "" = the certificate's), so one
+	// certificate can serve forced-command nodes and SFTP-only nodes.
+	Install string
 	// Webroot overrides a certificate's http-01 challenge.webroot on this
 	// host ("" = the certificate's).
 	Webroot string

@@ -53,7 +53,7 @@ var (
 	sshKeys       = []string{"user", "port", "identity", "known_hosts", "parallel", "timeout", "connect_timeout", "incoming", "command"}
 	acmeKeys      = []string{"directory", "email", "ca_file", "eab", "key_type", "preferred_chain", "dns_resolvers", "propagation_timeout", "disable_propagation_check"}
 	eabKeys       = []string{"kid", "hmac_key"}
-	hostKeys      = []string{"address", "port", "user", "groups", "verify", "incoming", "command", "webroot"}
+	hostKeys      = []string{"address", "port", "user", "groups", "verify", "incoming", "command", "install", "webroot"}
 	certKeys      = []string{"domains", "hosts", "hosts_file", "install", "canary", "verify_sni", "verify_ports", "renew_before", "key_type", "preferred_chain", "challenge"}
 	challengeKeys = []string{"type", "provider", "mode", "webroot", "address", "resolvers", "propagation_timeout"}
 )
@@ -329,6 +329,10 @@ func (p *parser) hosts(n *yaml.Node, cfg *Config) map[string][]*yaml.Node {
 			case "command":
 				if v, ok := p.NonEmpty(g.Val, key); ok {
 					h.Command = v
+				}
+			case "install":
+				if v, ok := p.installMode(g.Val, key); ok {
+					h.Install = v
 				}
 			case "webroot":
 				if v, ok := p.NonEmpty(g.Val, key); ok {

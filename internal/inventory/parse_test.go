@@ -711,3 +711,32 @@ func TestCert(t *testing.T) {
 		t.Errorf("HostsFor() error = %v, want ErrUnknownCert", err)
 	}
 }
+
+func TestHostInstallMode(t *testing.T) {
+	cfg, err := Parse("/etc/certpush/certpush.yaml", []byte(`hosts:
+  web1: {address: 10.0.0.1}
+  sftp1: {address: 10.0.0.2, install: cron}
+certs:
+  a.example:
+    domains: [a.example]
+    hosts: [web1, sftp1]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hosts, err := cfg.HostsFor("a.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, h := range hosts {
+		got[h.Name] = h.Install
+	}
+	if got["web1"] != "" || got["sftp1"] != InstallCron {
+		t.Errorf("install modes %v, want web1 the certificate's and sftp1 cron", got)
+	}
+	_, err = Parse("/etc/certpush/certpush.yaml", []byte("hosts:\n  web1: {address: 10.0.0.1, install: later}\ncerts: {}\n"))
+	if err == nil || !strings.Contains(err.Error(), `certpush.yaml:2: hosts.web1.install: unknown install mode "later" (use now or cron)`) {
+		t.Errorf("bad host install mode: %v", err)
+	}
+}

@@ -225,7 +225,7 @@ func (p *Pusher) deliver(ctx context.Context, h inventory.Host, r *Result) error
 	if err != nil {
 		return ctxErr(ctx, fmt.Errorf("upload: %w", err))
 	}
-	if !p.opts.Install {
+	if !p.installs(h) {
 		r.Result = Uploaded
 		r.Detail = "left for the node's timer"
 		return nil
@@ -477,6 +477,15 @@ func (p *Pusher) install(client *ssh.Client, h inventory.Host, m *bundle.Manifes
 		}
 	}
 	return "", &installError{fmt.Errorf("%w: no result for %s from %s", ErrInstall, m.Name, cmd), errNoAnswer}
+}
+
+// installs says whether certnode runs on h after the upload: the host's
+// own install mode, else the pusher's.
+func (p *Pusher) installs(h inventory.Host) bool {
+	if h.Install != "" {
+		return h.Install == inventory.InstallNow
+	}
+	return p.opts.Install
 }
 
 // silentInstall explains an install command that failed without a word

@@ -178,3 +178,22 @@ func TestPushAccountShellPrints(t *testing.T) {
 		t.Errorf("%s: %s, want installed", n2.Name, res[n2.Name].Result)
 	}
 }
+
+// TestHostInstallModeOverrides pushes one certificate to a host that
+// installs at once and to one whose inventory entry says install: cron:
+// the first installs, the second gets the upload for its timer, and the
+// timer's certnode run installs it.
+func TestHostInstallModeOverrides(t *testing.T) {
+	w := newWorld(t, 2)
+	now, cron := w.fleet.Hosts[0], w.fleet.Hosts[1]
+	w.writeInventory(testfleet.InventoryOptions{Install: "now"}, func(inv map[string]any) { invHost(inv, cron.Name)["install"] = "cron" })
+	fp := w.importNew(devca.Leaf{})
+	code, res := w.push()
+	if code != 0 || res[now.Name].Result != "installed" || res[cron.Name].Result != "uploaded" {
+		t.Fatalf("push: %d %+v; want %s installed, %s uploaded", code, res, now.Name, cron.Name)
+	}
+	if code, _, _ := w.certnode(false, "--config", cron.CertnodeConfig, "install"); code != 0 {
+		t.Fatalf("the timer's certnode install exited %d", code)
+	}
+	w.check(checkOptions{allowed: []string{fp}, settled: true})
+}
