@@ -55,6 +55,13 @@ func (e *env) obtainCommand() *cli.Command {
 // hosts that do not have it yet. A failed renewal is reported and the
 // others go on; the run then fails.
 func (e *env) renewAndPush(ctx context.Context, cfg *inventory.Config, certs []*inventory.Cert, pf pushFlags) error {
+	names := make([]string, len(certs))
+	for i, c := range certs {
+		names[i] = c.Name
+	}
+	if err := checkHosts(cfg, names, pf); err != nil {
+		return err
+	}
 	var (
 		reports []certReport
 		failed  []error

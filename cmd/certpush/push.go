@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -80,13 +81,18 @@ func (e *env) pushCommand() *cli.Command {
 // pushNames pushes the current bundle of each named certificate, then
 // records, writes metrics and prints as finishPush does.
 func (e *env) pushNames(ctx context.Context, cfg *inventory.Config, names []string, pf pushFlags) error {
+	if err := checkHosts(cfg, names, pf); err != nil {
+		return err
+	}
 	var reports []certReport
 	for _, name := range names {
 		rep, err := e.pushCert(ctx, cfg, name, pf)
 		if err != nil {
 			return err
 		}
-		reports = append(reports, rep)
+		if rep.Results != nil || pf.hosts == "" {
+			reports = append(reports, rep)
+		}
 	}
 	return e.finishPush(cfg, reports, pf)
 }
@@ -147,9 +153,21 @@ func (e *env) pushCert(ctx context.Context, cfg *inventory.Config, name string, 
 	if err != nil {
 		return rep, cli.Usage(err)
 	}
+	// The waves are the certificate's, whether or not --hosts narrows
+	// the push: a host is a canary only if it is one of the full list.
+	canaries := len(cert.Canary)
+	if pf.canary > 0 {
+		canaries = pf.canary
+	}
+	canaries = min(canaries, len(hosts))
+	rest := "rest"
+	if canaries == 0 {
+		rest = "all"
+	}
 	if pf.hosts != "" {
-		if hosts, err = selectHosts(hosts, pf.hosts); err != nil {
-			return rep, err
+		hosts, canaries = selectHosts(hosts, canaries, hostList(pf.hosts))
+		if len(hosts) == 0 {
+			return rep, nil
 		}
 	}
 	p, closeAuth, err := e.pusher(cfg, cert, b, pf)
@@ -157,11 +175,6 @@ func (e *env) pushCert(ctx context.Context, cfg *inventory.Config, name string, 
 		return rep, err
 	}
 	defer closeAuth()
-	canaries := len(cert.Canary)
-	if pf.canary > 0 {
-		canaries = pf.canary
-	}
-	canaries = min(canaries, len(hosts))
 	e.log.Info("pushing", "cert", name, "bundle", b.Manifest.ID, "hosts", len(hosts), "canary", canaries, "dry_run", pf.dryRun)
 	results := wave("canary", p.Run(ctx, hosts[:canaries]))
 	if failed := countFailed(results); failed > 0 && !pf.dryRun {
@@ -170,10 +183,6 @@ func (e *env) pushCert(ctx context.Context, cfg *inventory.Config, name string, 
 			results = append(results, push.Result{Host: h.Name, Address: h.SSHAddress(), Wave: "rest", Result: push.Skipped, BundleID: b.Manifest.ID, Detail: "canary failed"})
 		}
 	} else {
-		rest := "rest"
-		if canaries == 0 {
-			rest = "all"
-		}
 		results = append(results, wave(rest, p.Run(ctx, hosts[canaries:]))...)
 	}
 	if ctx.Err() != nil {
@@ -228,28 +237,58 @@ func wave(name string, rs []push.Result) []push.Result {
 	return rs
 }
 
-func selectHosts(hosts []inventory.Host, list string) ([]inventory.Host, error) {
+// hostList splits the value of --hosts.
+func hostList(list string) map[string]bool {
 	want := map[string]bool{}
 	for _, n := range strings.Split(list, ",") {
 		if n = strings.TrimSpace(n); n != "" {
 			want[n] = true
 		}
 	}
+	return want
+}
+
+// selectHosts keeps the hosts named in want, in their order, and returns
+// how many of them are among the first canaries of hosts.
+func selectHosts(hosts []inventory.Host, canaries int, want map[string]bool) ([]inventory.Host, int) {
 	var out []inventory.Host
-	for _, h := range hosts {
+	n := 0
+	for i, h := range hosts {
 		if want[h.Name] {
 			out = append(out, h)
+			if i < canaries {
+				n++
+			}
+		}
+	}
+	return out, n
+}
+
+// checkHosts refuses a --hosts list that names a host of none of the
+// certificates names, so that a typo never reads as "nothing to do".
+func checkHosts(cfg *inventory.Config, names []string, pf pushFlags) error {
+	if pf.hosts == "" {
+		return nil
+	}
+	want := hostList(pf.hosts)
+	for _, name := range names {
+		hosts, err := cfg.HostsFor(name)
+		if err != nil {
+			return cli.Usage(err)
+		}
+		for _, h := range hosts {
 			delete(want, h.Name)
 		}
 	}
-	if len(want) > 0 {
-		var missing []string
-		for n := range want {
-			missing = append(missing, n)
-		}
-		return nil, cli.Usagef("--hosts: not hosts of this certificate: %s", strings.Join(missing, ", "))
+	if len(want) == 0 {
+		return nil
 	}
-	return out, nil
+	missing := make([]string, 0, len(want))
+	for n := range want {
+		missing = append(missing, n)
+	}
+	sort.Strings(missing)
+	return cli.Usagef("--hosts: %s: not a host of %s", strings.Join(missing, ", "), strings.Join(names, ", "))
 }
 
 func countFailed(rs []push.Result) int {
@@ -266,9 +305,16 @@ func countFailed(rs []push.Result) int {
 // when any host failed.
 func (e *env) printReports(reports []certReport, pf pushFlags) error {
 	asJSON := pf.json
-	failed := 0
+	failed, skipped := 0, 0
 	for _, rep := range reports {
-		failed += countFailed(rep.Results)
+		for _, r := range rep.Results {
+			switch r.Result {
+			case push.Failed:
+				failed++
+			case push.Skipped:
+				skipped++
+			}
+		}
 	}
 	if asJSON {
 		type jsonResult struct {
@@ -294,7 +340,7 @@ func (e *env) printReports(reports []certReport, pf pushFlags) error {
 		}
 	} else {
 		tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
-		if !pf.quiet || failed > 0 {
+		if !pf.quiet || failed+skipped > 0 {
 			fmt.Fprintln(tw, "CERT\tWAVE\tHOST\tRESULT\tDURATION\tDETAIL")
 		}
 		for _, rep := range reports {
@@ -317,8 +363,12 @@ func (e *env) printReports(reports []certReport, pf pushFlags) error {
 			}
 		}
 	}
-	if failed > 0 {
-		fmt.Fprintf(e.stderr, "certpush: %d hosts failed\n", failed)
+	if failed+skipped > 0 {
+		msg := fmt.Sprintf("%d hosts failed", failed)
+		if skipped > 0 {
+			msg += fmt.Sprintf(", %d skipped", skipped)
+		}
+		fmt.Fprintf(e.stderr, "certpush: %s\n", msg)
 		return cli.ErrReported
 	}
 	return nil

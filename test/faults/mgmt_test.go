@@ -197,3 +197,28 @@ func TestHostInstallModeOverrides(t *testing.T) {
 	}
 	w.check(checkOptions{allowed: []string{fp}, settled: true})
 }
+
+// TestHostsFlag narrows a push with --hosts: only the named host is
+// pushed, it keeps its wave label (rest, not canary: node-1 is the
+// canary), the table is shown, and a name that is no host of the
+// certificate is refused before anything is pushed.
+func TestHostsFlag(t *testing.T) {
+	w := newWorld(t, 3)
+	n1, n3 := w.fleet.Hosts[0], w.fleet.Hosts[2]
+	w.writeInventory(testfleet.InventoryOptions{}, func(inv map[string]any) {
+		inv["certs"].(map[string]any)[certName].(map[string]any)["canary"] = []string{n1.Name}
+	})
+	w.importNew(devca.Leaf{})
+	code, res := w.push("--hosts", n3.Name)
+	if code != 0 || len(res) != 1 || res[n3.Name].Result != "installed" || res[n3.Name].Wave != "rest" {
+		t.Errorf("push --hosts %s: %d %+v; want only %s, installed, wave rest", n3.Name, code, res, n3.Name)
+	}
+	code, _, stderr := w.certpush("push", "--hosts", "nosuch,"+n3.Name)
+	if code != 2 || !strings.Contains(stderr, "--hosts: nosuch: not a host of "+certName) {
+		t.Errorf("push --hosts nosuch: %d %q", code, stderr)
+	}
+	code, res = w.push("--hosts", n1.Name)
+	if code != 0 || len(res) != 1 || res[n1.Name].Wave != "canary" {
+		t.Errorf("push --hosts %s: %d %+v; want the canary, labelled canary", n1.Name, code, res)
+	}
+}

@@ -364,6 +364,7 @@ func (w *world) issue(l devca.Leaf, signer *bundle.Signer) (*bundle.Material, *b
 // hostResult is one host's line of `certpush push --json`.
 type hostResult struct {
 	Host     string `json:"host"`
+	Wave     string `json:"wave"`
 	Result   string `json:"result"`
 	Error    string `json:"error"`
 	BundleID string `json:"bundle_id"`
