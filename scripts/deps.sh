@@ -2,11 +2,12 @@
 # Installs the Debian packages that certpush's tests and demo start for
 # real: OpenSSH sshd, nginx, pebble (ACME test server) and certbot; sudo
 # for the least-privilege tests, ip and nft for the network-namespace
-# tests (test/faults).
+# tests (test/faults); promtool (Debian prometheus) for the alerting rules'
+# tests (contrib/prometheus).
 # Does nothing when everything is already there.
 set -euo pipefail
 
-packages=(openssh-server openssh-client nginx-light pebble certbot sudo nftables iproute2)
+packages=(openssh-server openssh-client nginx-light pebble certbot sudo nftables iproute2 prometheus)
 need=()
 command -v /usr/sbin/sshd >/dev/null || need+=(openssh-server)
 [ -x /usr/lib/openssh/sftp-server ] || need+=(openssh-server)
@@ -18,6 +19,7 @@ command -v certbot >/dev/null || need+=(certbot)
 command -v sudo >/dev/null || need+=(sudo)
 command -v nft >/dev/null || [ -x /usr/sbin/nft ] || need+=(nftables)
 command -v ip >/dev/null || [ -x /usr/sbin/ip ] || [ -x /sbin/ip ] || need+=(iproute2)
+command -v promtool >/dev/null || need+=(prometheus)
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi
@@ -30,7 +32,7 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
 # The packages may start system services; the tests start their own.
-for s in nginx ssh; do
+for s in nginx ssh prometheus; do
   if command -v systemctl >/dev/null && systemctl is-active --quiet "$s" 2>/dev/null; then
     systemctl stop "$s" || true
   fi

@@ -92,12 +92,10 @@ func pushMetrics(st fleetState, reports []certReport, bundles map[string]*bundle
 }
 
 // statusMetrics describes what the endpoints serve.
-func statusMetrics(reports []verify.Report, bundles map[string]*bundle.Bundle) *metrics.Set {
+func statusMetrics(reports []verify.Report) *metrics.Set {
+	// The current bundles' own metrics come from push: node_exporter
+	// refuses the same series from two files.
 	var s metrics.Set
-	for name, b := range bundles {
-		s.Gauge("certpush_cert_not_after_timestamp_seconds", "Not-after time of the certificate's current bundle.",
-			metrics.Labels{"cert": name}, float64(b.Manifest.NotAfter.Unix()))
-	}
 	counts := map[[2]string]int{}
 	for _, r := range reports {
 		l := metrics.Labels{"cert": r.Cert, "host": r.Host, "endpoint": r.Address}

@@ -125,8 +125,15 @@ func TestStatusReportsStaleAlignedUnreachable(t *testing.T) {
 		t.Errorf("aligned endpoints in metrics: %v, want 3", aligned)
 	}
 	b, _ := w.store().Current(certName)
-	if v := fams["certpush_cert_not_after_timestamp_seconds"].GetMetric()[0].GetGauge().GetValue(); int64(v) != b.Manifest.NotAfter.Unix() {
-		t.Errorf("not_after metric %v, want %d", v, b.Manifest.NotAfter.Unix())
+	if v := fams["certpush_endpoint_not_after_timestamp_seconds"].GetMetric()[0].GetGauge().GetValue(); int64(v) != b.Manifest.NotAfter.Unix() {
+		t.Errorf("endpoint not_after metric %v, want %d", v, b.Manifest.NotAfter.Unix())
+	}
+	// push's file holds the bundle's series: status must not repeat them
+	// (node_exporter refuses duplicates across files).
+	for name := range fams {
+		if strings.HasPrefix(name, "certpush_cert_") || strings.HasPrefix(name, "certpush_host") {
+			t.Errorf("status metrics repeat push's %s", name)
+		}
 	}
 
 	down := w.fleet.Hosts[2]

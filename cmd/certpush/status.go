@@ -36,7 +36,7 @@ func (e *env) statusCommand() *cli.Command {
 		if err != nil {
 			return err
 		}
-		eps, bundles, err := e.statusEndpoints(cfg, names)
+		eps, err := e.statusEndpoints(cfg, names)
 		if err != nil {
 			return err
 		}
@@ -47,7 +47,7 @@ func (e *env) statusCommand() *cli.Command {
 			counts[r.State]++
 		}
 		summary := summarize(counts, len(reports))
-		if err := statusMetrics(reports, bundles).WriteIfSet(*metricsFile); err != nil {
+		if err := statusMetrics(reports).WriteIfSet(*metricsFile); err != nil {
 			return err
 		}
 		if err := e.printStatus(reports, counts, summary, *hash, *asJSON); err != nil {
@@ -62,31 +62,28 @@ func (e *env) statusCommand() *cli.Command {
 }
 
 // statusEndpoints lists the verify endpoints of the named certificates
-// (default: all), each with the fingerprint of its current bundle, and
-// those bundles by name.
-func (e *env) statusEndpoints(cfg *inventory.Config, names []string) ([]verify.Endpoint, map[string]*bundle.Bundle, error) {
+// (default: all), each with the fingerprint of its current bundle.
+func (e *env) statusEndpoints(cfg *inventory.Config, names []string) ([]verify.Endpoint, error) {
 	if len(names) == 0 {
 		names = cfg.CertOrder
 	}
 	var eps []verify.Endpoint
-	bundles := map[string]*bundle.Bundle{}
 	for _, name := range names {
 		cert, err := cfg.Cert(name)
 		if err != nil {
-			return nil, nil, cli.Usage(err)
+			return nil, cli.Usage(err)
 		}
 		want := ""
 		b, err := e.store(cfg).Current(name)
 		switch {
 		case err == nil:
 			want = b.Manifest.Fingerprint
-			bundles[name] = b
 		case !errors.Is(err, bundle.ErrNoBundle):
-			return nil, nil, err
+			return nil, err
 		}
 		hosts, err := cfg.HostsFor(name)
 		if err != nil {
-			return nil, nil, cli.Usage(err)
+			return nil, cli.Usage(err)
 		}
 		for _, h := range hosts {
 			for _, addr := range h.Verify {
@@ -94,7 +91,7 @@ func (e *env) statusEndpoints(cfg *inventory.Config, names []string) ([]verify.E
 			}
 		}
 	}
-	return eps, bundles, nil
+	return eps, nil
 }
 
 // printStatus prints the survey as JSON or as a table and a summary.
