@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/pkg/sftp"
+	"gopkg.in/yaml.v3"
 
 	"github.com/certpush/certpush/internal/bundle"
 	"github.com/certpush/certpush/internal/devca"
@@ -137,8 +138,24 @@ func (w *world) forcedNode(h *testfleet.Host) (bin, config string) {
 	if err := os.WriteFile(filepath.Join(h.Dir, "ssh", "authorized_keys"), []byte(ak), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	w.writeInventory(testfleet.InventoryOptions{}, func(inv map[string]any) { invHost(inv, h.Name)["command"] = "certnode" })
+	// The command the shipped example inventory recommends.
+	command := exampleCommand(t)
+	w.writeInventory(testfleet.InventoryOptions{}, func(inv map[string]any) { invHost(inv, h.Name)["command"] = command })
 	return bin, config
+}
+
+// exampleCommand is ssh.command of the shipped inventory/certpush.yaml.
+func exampleCommand(t *testing.T) string {
+	t.Helper()
+	var ex struct {
+		SSH struct {
+			Command string `yaml:"command"`
+		} `yaml:"ssh"`
+	}
+	if err := yaml.Unmarshal([]byte(mustRead(t, "../../inventory/certpush.yaml")), &ex); err != nil || ex.SSH.Command == "" {
+		t.Fatalf("inventory/certpush.yaml: ssh.command: %q, %v", ex.SSH.Command, err)
+	}
+	return ex.SSH.Command
 }
 
 // restartSSH writes h's sshd_config, checks it with sshd -t and restarts
