@@ -540,4 +540,37 @@ func TestCertbotHook(t *testing.T) {
 			t.Errorf("bundle %s: %v %v, want a regular file", f, fi.Mode(), err)
 		}
 	}
+
+	// The next renewal while node-2 is down: certbot ignores the hook's
+	// exit status, so the hook says that sync retries the host, and sync
+	// does.
+	down := w.fleet.Hosts[1]
+	if err := down.StopSSH(); err != nil {
+		t.Fatal(err)
+	}
+	is2, _ := w.issue(devca.Leaf{})
+	for name, data := range map[string][]byte{"cert": is2.Cert, "chain": is2.Chain, "privkey": is2.Key, "fullchain": append(append([]byte{}, is2.Cert...), is2.Chain...)} {
+		if err := os.WriteFile(filepath.Join(archive, name+"2.pem"), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		link := filepath.Join(live, name+".pem")
+		os.Remove(link)
+		if err := os.Symlink(filepath.Join("..", "..", "archive", certName, name+"2.pem"), link); err != nil {
+			t.Fatal(err)
+		}
+	}
+	code, _, stderr := w.certpush("hook")
+	if code != 1 || !strings.Contains(stderr, "certbot does not retry them: 'certpush sync' from a timer does") {
+		t.Errorf("hook with %s down: %d %q; want 1 and where the retry comes from", down.Name, code, stderr)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := down.StartSSH(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, stderr := w.certpush("sync"); code != 0 {
+		t.Fatalf("sync after %s came back: %d %s", down.Name, code, stderr)
+	}
+	fp2 := bundle.Fingerprint(is2.Leaf)
+	w.wantServed(fp2, fp2)
 }
