@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -90,15 +91,17 @@ func (e *env) pushNames(ctx context.Context, cfg *inventory.Config, names []stri
 		if err != nil {
 			return err
 		}
-		if rep.Results != nil || pf.hosts == "" {
-			reports = append(reports, rep)
-		}
+		reports = append(reports, rep)
 	}
 	return e.finishPush(cfg, reports, pf)
 }
 
 // finishPush records the results, writes metrics and prints the report.
 func (e *env) finishPush(cfg *inventory.Config, reports []certReport, pf pushFlags) error {
+	if pf.hosts != "" {
+		// Certificates with none of the named hosts were not pushed.
+		reports = slices.DeleteFunc(reports, func(r certReport) bool { return r.Results == nil })
+	}
 	if !pf.dryRun {
 		st, err := loadFleetState(cfg.StateDir)
 		if err != nil {

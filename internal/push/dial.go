@@ -98,15 +98,17 @@ func (d *Dialer) dialSFTP(ctx context.Context, h inventory.Host) (*conn, error) 
 	if err != nil {
 		stop()
 		client.Close()
-		return nil, ctxErr(ctx, fmt.Errorf("start sftp: %w%s", err, sftpHint(err)))
+		return nil, ctxErr(ctx, fmt.Errorf("start sftp: %w%s", err, sftpHint(ctx, err)))
 	}
 	return &conn{ssh: client, sftp: sc, stop: stop}, nil
 }
 
 // sftpHint explains an SFTP start that read something other than SFTP:
-// the push account's shell printed text, or ran nothing at all.
-func sftpHint(err error) string {
-	if err == nil || ctxDone(err) {
+// the push account's shell printed text, or ran nothing at all. When ctx
+// has ended, the connection was closed here and there is nothing to
+// explain.
+func sftpHint(ctx context.Context, err error) string {
+	if ctx.Err() != nil {
 		return ""
 	}
 	msg := err.Error()
@@ -116,10 +118,6 @@ func sftpHint(err error) string {
 			"Give the account /bin/sh with no start-up output, or use ForceCommand internal-sftp as in hooks/sshd_config.certpush)"
 	}
 	return ""
-}
-
-func ctxDone(err error) bool {
-	return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
 }
 
 // Close ends SFTP and the connection.

@@ -10,7 +10,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
+
+	"github.com/certpush/certpush/internal/flock"
 )
 
 // FleetUser is the account the fleet's sshd lets in and nginx runs as, when
@@ -73,11 +74,11 @@ func fleetAccount(ctx context.Context, log *slog.Logger) (account, error) {
 	}
 	// useradd run by two processes at once may create the user twice, the
 	// second replacing the first: fleets starting together take turns.
-	unlock, err := lockFile(filepath.Join(os.TempDir(), ".certpush-fleet-useradd.lock"))
+	lock, err := flock.Acquire(ctx, filepath.Join(os.TempDir(), ".certpush-fleet-useradd.lock"), 0o755, nil)
 	if err != nil {
 		return account{}, fmt.Errorf("create user %s: %w", FleetUser, err)
 	}
-	defer unlock()
+	defer lock.Release()
 	if u, err = user.Lookup(FleetUser); err == nil {
 		return fromUser(u)
 	}
@@ -141,18 +142,4 @@ func makeTraversable(dir string, a account, log *slog.Logger) error {
 			return nil
 		}
 	}
-}
-
-// lockFile takes an exclusive lock on path, shared by every process that
-// locks the same path, and returns its release.
-func lockFile(path string) (func(), error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("lock: %w", err)
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("lock %s: %w", path, err)
-	}
-	return func() { f.Close() }, nil
 }
