@@ -99,7 +99,10 @@ func TestObtainWildcardByDNS01AndPush(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := mat.Validate(b.Manifest.Domains, w.srv.RootPool, time.Now()); err != nil {
+	if err := mat.Validate(b.Manifest.Domains, time.Now()); err != nil {
+		t.Errorf("validate: %v", err)
+	}
+	if err := (bundle.Anchor{Roots: w.srv.RootPool}).Check(mat.Leaf, mat.Chain, time.Now()); err != nil {
 		t.Errorf("issued chain: %v", err)
 	}
 	w.wantServed(b.Manifest.Fingerprint, b.Manifest.Fingerprint)

@@ -106,6 +106,7 @@ func (e *env) addBundle(cfg *inventory.Config, cert *inventory.Cert, certPEM, ch
 		Signer:     signer,
 		Now:        time.Now(),
 		AllowOlder: allowOlder,
+		Anchor:     cert.Anchor,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", cert.Name, err)

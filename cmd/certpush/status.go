@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -85,9 +86,13 @@ func (e *env) statusEndpoints(cfg *inventory.Config, names []string) ([]verify.E
 		if err != nil {
 			return nil, cli.Usage(err)
 		}
+		anchor := cert.Anchor
+		trusted := func(leaf *x509.Certificate, chain []*x509.Certificate) error {
+			return anchor.Check(leaf, chain, time.Now())
+		}
 		for _, h := range hosts {
 			for _, addr := range h.Verify {
-				eps = append(eps, verify.Endpoint{Cert: name, Host: h.Name, Address: addr, SNI: cert.SNI(), Want: want})
+				eps = append(eps, verify.Endpoint{Cert: name, Host: h.Name, Address: addr, SNI: cert.SNI(), Want: want, Trusted: trusted})
 			}
 		}
 	}

@@ -118,7 +118,10 @@ func validate(t *testing.T, srv *testacme.Server, cert *Certificate, domains []s
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := m.Validate(domains, srv.RootPool, time.Now()); err != nil {
+	if err := m.Validate(domains, time.Now()); err != nil {
+		t.Fatalf("validate: %v", err)
+	}
+	if err := (bundle.Anchor{Roots: srv.RootPool}).Check(m.Leaf, m.Chain, time.Now()); err != nil {
 		t.Fatalf("validate: %v", err)
 	}
 	for _, d := range domains {

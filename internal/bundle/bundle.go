@@ -96,7 +96,7 @@ func (b *Bundle) Verify(trusted []ed25519.PublicKey, now time.Time) (*Material, 
 	if !mat.Leaf.NotAfter.Equal(m.NotAfter) || !mat.Leaf.NotBefore.Equal(m.NotBefore) {
 		return nil, fmt.Errorf("%w: validity dates", ErrManifestMismatch)
 	}
-	if err := mat.Validate(m.Domains, nil, now); err != nil {
+	if err := mat.Validate(m.Domains, now); err != nil {
 		return nil, err
 	}
 	return mat, nil
@@ -256,6 +256,9 @@ type AddOptions struct {
 	// (not_before) before the current bundle's: nodes refuse it as a
 	// downgrade unless pushed with --force.
 	AllowOlder bool
+	// Anchor is what the chain must verify to; the zero value trusts the
+	// system's roots and refuses self-signed certificates.
+	Anchor Anchor
 }
 
 // RefusedError is Add's error for material that is not fit to become the
@@ -277,7 +280,10 @@ func (s *Store) Add(name string, mat *Material, opts AddOptions) (b *Bundle, cre
 	if err := ValidName(name); err != nil {
 		return nil, false, err
 	}
-	if err := mat.Validate(opts.Domains, nil, opts.Now); err != nil {
+	if err := mat.Validate(opts.Domains, opts.Now); err != nil {
+		return nil, false, &RefusedError{err}
+	}
+	if err := opts.Anchor.Check(mat.Leaf, mat.Chain, opts.Now); err != nil {
 		return nil, false, &RefusedError{err}
 	}
 	cur, err := s.Current(name)

@@ -89,7 +89,7 @@ func TestValidate(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			err = m.Validate(tc.domains, ca.Pool(), now)
+			err = m.Validate(tc.domains, now)
 			if !errors.Is(err, tc.want) {
 				t.Fatalf("Validate = %v, want %v", err, tc.want)
 			}
@@ -156,7 +156,7 @@ func TestStoreAddAndVerify(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts := bundle.AddOptions{Domains: []string{"example.com"}, Source: bundle.SourceImport, Signer: signer, Now: time.Now()}
+	opts := bundle.AddOptions{Domains: []string{"example.com"}, Source: bundle.SourceImport, Signer: signer, Now: time.Now(), Anchor: bundle.Anchor{Roots: ca.Pool()}}
 	b, created, err := st.Add("example.com", mat, opts)
 	if err != nil || !created {
 		t.Fatalf("Add = %v, created %v", err, created)
@@ -213,7 +213,7 @@ func TestVerifyRefuses(t *testing.T) {
 	st, signer := newStore(t)
 	is := issue(t, ca, devca.Leaf{Domains: []string{"example.com"}})
 	mat, _ := bundle.ParseMaterial(is.Cert, is.Chain, is.Key)
-	b, _, err := st.Add("example.com", mat, bundle.AddOptions{Signer: signer, Now: time.Now()})
+	b, _, err := st.Add("example.com", mat, bundle.AddOptions{Signer: signer, Now: time.Now(), Anchor: bundle.Anchor{Roots: ca.Pool()}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -365,7 +365,7 @@ func TestStoreAddRefusesOlder(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		b, _, err := st.Add("example.com", mat, bundle.AddOptions{Source: bundle.SourceImport, Signer: signer, Now: now, AllowOlder: allowOlder})
+		b, _, err := st.Add("example.com", mat, bundle.AddOptions{Source: bundle.SourceImport, Signer: signer, Now: now, AllowOlder: allowOlder, Anchor: bundle.Anchor{Roots: ca.Pool()}})
 		return b, err
 	}
 	cur, err := add(now.Add(-time.Hour), false)

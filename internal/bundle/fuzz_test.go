@@ -34,6 +34,6 @@ func FuzzParseMaterial(f *testing.F) {
 		if m.Leaf == nil || m.Key == nil {
 			t.Fatal("accepted material without leaf or key")
 		}
-		_ = m.Validate(nil, nil, time.Now())
+		_ = m.Validate(nil, time.Now())
 	})
 }

@@ -80,9 +80,29 @@ type Issued struct {
 
 // Issue signs a leaf certificate for l.Domains with the intermediate.
 func (ca *CA) Issue(l Leaf) (*Issued, error) {
+	is, err := issue(l, ca.Intermediate, ca.interKey)
+	if err != nil {
+		return nil, err
+	}
+	is.Chain = PEM(ca.Intermediate)
+	return is, nil
+}
+
+// SelfSigned makes a leaf for l.Domains that is its own issuer, with no
+// chain.
+func SelfSigned(l Leaf) (*Issued, error) {
+	return issue(l, nil, nil)
+}
+
+// issue signs a leaf for l with parent's key, or with its own key when
+// parent is nil.
+func issue(l Leaf, parent *x509.Certificate, parentKey crypto.Signer) (*Issued, error) {
 	key, err := NewKey(l.KeyType)
 	if err != nil {
 		return nil, err
+	}
+	if parentKey == nil {
+		parentKey = key
 	}
 	if l.NotBefore.IsZero() {
 		l.NotBefore = time.Now().Add(-time.Second)
@@ -97,7 +117,7 @@ func (ca *CA) Issue(l Leaf) (*Issued, error) {
 		NotAfter:    l.NotAfter,
 		KeyUsage:    x509.KeyUsageDigitalSignature,
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}, ca.Intermediate, key.Public(), ca.interKey)
+	}, parent, key.Public(), parentKey)
 	if err != nil {
 		return nil, err
 	}
@@ -106,12 +126,15 @@ func (ca *CA) Issue(l Leaf) (*Issued, error) {
 		return nil, err
 	}
 	return &Issued{
-		Cert:  PEM(leaf),
-		Chain: PEM(ca.Intermediate),
-		Key:   pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}),
-		Leaf:  leaf,
+		Cert: PEM(leaf),
+		Key:  pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}),
+		Leaf: leaf,
 	}, nil
 }
+
+// RootPEM is the root certificate, PEM encoded: the contents of a roots:
+// file that trusts this CA.
+func (ca *CA) RootPEM() []byte { return PEM(ca.Root) }
 
 // NewKey makes a private key of the named type.
 func NewKey(keyType string) (crypto.Signer, error) {

@@ -2,6 +2,7 @@ package install
 
 import (
 	"crypto/ed25519"
+	"crypto/x509"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -42,11 +43,14 @@ type Config struct {
 	// install bundles whatever their signature; certnode warns on every
 	// run.
 	AllowUnsigned bool
-	Keep          int           // versions kept per certificate, current included
-	Lock          string        // lock file
-	Timeout       time.Duration // per test or reload command
-	Defaults      Settings
-	Certs         map[string]*Cert // the only names that are installed
+	// Roots are the roots every certificate's chain must verify to, unless
+	// the certificate sets its own; nil means the system's roots.
+	Roots    *x509.CertPool
+	Keep     int           // versions kept per certificate, current included
+	Lock     string        // lock file
+	Timeout  time.Duration // per test or reload command
+	Defaults Settings
+	Certs    map[string]*Cert // the only names that are installed
 }
 
 // Settings are the per-certificate keys that the defaults section sets
@@ -67,6 +71,10 @@ type Settings struct {
 type Cert struct {
 	Name    string
 	Domains []string // names the certificate must cover; nil for the manifest's
+	// Anchor is what the certificate's chain must verify to: roots:
+	// (the certificate's, else the file's, else the system's), and
+	// allow_self_signed.
+	Anchor bundle.Anchor
 	Settings
 }
 
@@ -114,7 +122,7 @@ type parser struct {
 	yamlconf.Checker
 }
 
-var topKeys = []string{"root", "incoming", "trusted_keys", "allow_unsigned", "keep", "lock", "timeout", "defaults", "certs"}
+var topKeys = []string{"root", "incoming", "trusted_keys", "allow_unsigned", "roots", "keep", "lock", "timeout", "defaults", "certs"}
 
 var settingKeys = []string{"owner", "group", "key_mode", "cert_mode", "test", "reload", "verify", "verify_sni", "verify_timeout"}
 
@@ -155,6 +163,8 @@ func (p *parser) parse(data []byte) *Config {
 		case "allow_unsigned":
 			unsignedKey = f.Key
 			cfg.AllowUnsigned, _ = p.Bool(f.Val, "allow_unsigned")
+		case "roots":
+			cfg.Roots, _ = p.Roots(f.Val, "roots")
 		case "keep":
 			if n, ok := p.Int(f.Val, "keep"); ok {
 				if n < 2 {
@@ -212,22 +222,29 @@ func (p *parser) certs(root, key, val *yaml.Node, cfg *Config) {
 			p.Errorf(f.Key, "certs: %v", err)
 			continue
 		}
-		c := &Cert{Name: name, Settings: cfg.Defaults}
+		c := &Cert{Name: name, Anchor: bundle.Anchor{Roots: cfg.Roots}, Settings: cfg.Defaults}
 		c.Settings.Test = cloneArgs(cfg.Defaults.Test)
 		c.Settings.Reload = cloneArgs(cfg.Defaults.Reload)
 		c.Settings.Verify = cloneArgs(cfg.Defaults.Verify)
 		where := "certs." + name
 		var rest []yamlconf.Pair
 		for _, g := range p.Pairs(f.Val, where) {
-			if g.Key.Value == "domains" {
+			switch g.Key.Value {
+			case "domains":
 				if d, ok := p.Domains(g.Val, where+".domains"); ok && len(d) > 0 {
 					c.Domains = d
 				}
-				continue
+			case "roots":
+				if pool, ok := p.Roots(g.Val, where+".roots"); ok {
+					c.Anchor.Roots = pool
+				}
+			case "allow_self_signed":
+				c.Anchor.AllowSelfSigned, _ = p.Bool(g.Val, where+".allow_self_signed")
+			default:
+				rest = append(rest, g)
 			}
-			rest = append(rest, g)
 		}
-		p.settingPairs(rest, where, &c.Settings, append([]string{"domains"}, settingKeys...))
+		p.settingPairs(rest, where, &c.Settings, append([]string{"domains", "roots", "allow_self_signed"}, settingKeys...))
 		cfg.Certs[name] = c
 	}
 }

@@ -403,6 +403,10 @@ func (a *attempt) accept(tmp, cand string, opts Options) (m *bundle.Manifest, ok
 		a.fail(Refused, fmt.Errorf("%w: bundle %s is for %q, not %q", ErrNameMismatch, cand, m.Name, name))
 		return nil, false
 	}
+	if err := c.Anchor.Check(mat.Leaf, mat.Chain, in.now()); err != nil {
+		a.fail(Refused, fmt.Errorf("bundle %s: %w", cand, err))
+		return nil, false
+	}
 	if m.ID != cand {
 		a.fail(Refused, fmt.Errorf("%w: directory %s holds bundle %s", ErrBadIncoming, cand, m.ID))
 		return nil, false

@@ -7,6 +7,7 @@
 package inventory
 
 import (
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -16,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/certpush/certpush/internal/bundle"
 	"github.com/certpush/certpush/internal/verify"
 	"github.com/certpush/certpush/internal/yamlconf"
 )
@@ -65,10 +67,13 @@ type Error = yamlconf.Error
 // Config is a parsed and validated management configuration. Relative
 // paths in the file are resolved against the file's directory.
 type Config struct {
-	Path      string // the file it was read from
-	StateDir  string
-	SSH       SSH
-	ACME      ACME
+	Path     string // the file it was read from
+	StateDir string
+	SSH      SSH
+	ACME     ACME
+	// Roots are the roots every certificate's chain must verify to, unless
+	// the certificate sets its own; nil means the system's roots.
+	Roots     *x509.CertPool
 	Certs     map[string]*Cert
 	Hosts     map[string]*Host // resolved: defaults from SSH applied
 	CertOrder []string         // certificate names in file order
@@ -123,6 +128,10 @@ type Cert struct {
 	KeyType        string        // "" means ACME.KeyType
 	PreferredChain string
 	Challenge      *Challenge
+	// Anchor is what the certificate's chain must verify to (roots: of
+	// the certificate, else of the file, else the system's) and whether a
+	// self-signed certificate is accepted.
+	Anchor bundle.Anchor
 
 	// listed holds the hosts read from HostsFile, merged with the
 	// configured hosts of the same name.

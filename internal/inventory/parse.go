@@ -49,12 +49,12 @@ type parser struct {
 
 // Known keys of each section, for suggestions when a key is misspelt.
 var (
-	topKeys       = []string{"state_dir", "ssh", "acme", "certs", "hosts"}
+	topKeys       = []string{"state_dir", "ssh", "acme", "roots", "certs", "hosts"}
 	sshKeys       = []string{"user", "port", "identity", "known_hosts", "parallel", "timeout", "connect_timeout", "incoming", "command"}
 	acmeKeys      = []string{"directory", "email", "ca_file", "eab", "key_type", "preferred_chain", "dns_resolvers", "propagation_timeout", "disable_propagation_check"}
 	eabKeys       = []string{"kid", "hmac_key"}
 	hostKeys      = []string{"address", "port", "user", "groups", "verify", "incoming", "command", "install", "webroot"}
-	certKeys      = []string{"domains", "hosts", "hosts_file", "install", "canary", "verify_sni", "verify_ports", "renew_before", "key_type", "preferred_chain", "challenge"}
+	certKeys      = []string{"domains", "hosts", "hosts_file", "install", "canary", "verify_sni", "verify_ports", "renew_before", "key_type", "preferred_chain", "challenge", "roots", "allow_self_signed"}
 	challengeKeys = []string{"type", "provider", "mode", "webroot", "address", "resolvers", "propagation_timeout"}
 )
 
@@ -94,6 +94,8 @@ func (p *parser) parse(data []byte) *Config {
 			p.ssh(f.Val, &cfg.SSH)
 		case "acme":
 			p.acme(f.Val, &cfg.ACME)
+		case "roots":
+			cfg.Roots, _ = p.Roots(f.Val, "roots")
 		case "certs":
 			certsKey, certsVal = f.Key, f.Val
 		case "hosts":
@@ -388,7 +390,7 @@ func (p *parser) certs(keyNode, n *yaml.Node, cfg *Config, groups map[string][]*
 func (p *parser) cert(keyNode, n *yaml.Node, cfg *Config, groups map[string][]*yaml.Node) *Cert {
 	name := keyNode.Value
 	where := "certs." + name
-	c := &Cert{Name: name, Install: InstallNow}
+	c := &Cert{Name: name, Install: InstallNow, Anchor: bundle.Anchor{Roots: cfg.Roots}}
 	var canary []*yaml.Node
 	var canaryKey string
 	var domainsKey *yaml.Node
@@ -453,6 +455,12 @@ func (p *parser) cert(keyNode, n *yaml.Node, cfg *Config, groups map[string][]*y
 			}
 		case "challenge":
 			c.Challenge = p.challenge(f.Key, f.Val, key)
+		case "roots":
+			if pool, ok := p.Roots(f.Val, key); ok {
+				c.Anchor.Roots = pool
+			}
+		case "allow_self_signed":
+			c.Anchor.AllowSelfSigned, _ = p.Bool(f.Val, key)
 		default:
 			p.Unknown(f.Key, where, certKeys)
 		}

@@ -83,7 +83,7 @@ func selfSigned(domains []string, validity time.Duration, now time.Time) (*bundl
 // way certnode installs one: root/archive/NAME/ID/ and the symlink
 // root/live/NAME -> ../archive/NAME/ID. It returns the bundle id.
 func installBootstrap(root, name string, domains []string, mat *bundle.Material, signer *bundle.Signer, now time.Time) (string, error) {
-	if err := mat.Validate(domains, nil, now); err != nil {
+	if err := mat.Validate(domains, now); err != nil {
 		return "", fmt.Errorf("bootstrap certificate: %w", err)
 	}
 	m := bundle.NewManifest(name, mat, bundle.SourceImport, now)

@@ -13,6 +13,7 @@ const (
 	Stale       = "stale"       // serves another valid certificate for the name
 	Expired     = "expired"     // serves an expired certificate
 	WrongName   = "wrong_name"  // serves a certificate that does not cover the name
+	Untrusted   = "untrusted"   // serves a certificate no trusted root vouches for
 	Unreachable = "unreachable" // no TLS handshake
 )
 
@@ -24,6 +25,9 @@ type Endpoint struct {
 	Address string `json:"address"`
 	SNI     string `json:"sni"`
 	Want    string `json:"want"` // SHA-256 fingerprint, lowercase hex
+	// Trusted, when not nil, says whether a served leaf and the
+	// intermediates sent with it chain to a trusted root (nil error).
+	Trusted func(leaf *x509.Certificate, chain []*x509.Certificate) error `json:"-"`
 }
 
 // Report is the state of one endpoint.
@@ -82,6 +86,10 @@ func classify(ctx context.Context, ep Endpoint, timeout time.Duration, now time.
 	r.Served = s.Fingerprint
 	r.NotAfter = s.Leaf.NotAfter.UTC()
 	r.DaysLeft = int(s.Leaf.NotAfter.Sub(now).Hours() / 24)
+	var untrusted error
+	if ep.Trusted != nil && s.Fingerprint != ep.Want {
+		untrusted = ep.Trusted(s.Leaf, s.Chain)
+	}
 	switch {
 	case s.Fingerprint == ep.Want:
 		r.State = Aligned
@@ -89,6 +97,9 @@ func classify(ctx context.Context, ep Endpoint, timeout time.Duration, now time.
 		r.State = Expired
 	case ep.SNI != "" && s.Leaf.VerifyHostname(ep.SNI) != nil:
 		r.State = WrongName
+	case untrusted != nil:
+		r.State = Untrusted
+		r.Error = untrusted.Error()
 	default:
 		r.State = Stale
 	}

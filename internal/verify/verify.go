@@ -24,6 +24,8 @@ type Served struct {
 	// Fingerprint is the lowercase hex SHA-256 of the leaf's DER, the
 	// form used in bundle manifests.
 	Fingerprint string
+	// Chain holds the other certificates the endpoint sent, in order.
+	Chain []*x509.Certificate
 }
 
 // Probe connects to endpoint (host:port) with SNI serverName and returns
@@ -56,7 +58,7 @@ func Probe(ctx context.Context, endpoint, serverName string, timeout time.Durati
 		return nil, fmt.Errorf("tls dial %s: no certificate presented", endpoint)
 	}
 	leaf := state.PeerCertificates[0]
-	return &Served{Endpoint: endpoint, Leaf: leaf, Fingerprint: SHA256(leaf.Raw)}, nil
+	return &Served{Endpoint: endpoint, Leaf: leaf, Fingerprint: SHA256(leaf.Raw), Chain: state.PeerCertificates[1:]}, nil
 }
 
 // ErrWrongCertificate is returned by Expect when an endpoint serves another

@@ -1,6 +1,7 @@
 package yamlconf
 
 import (
+	"crypto/x509"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -8,6 +9,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/certpush/certpush/internal/bundle"
 )
 
 // The typed readers below each return the value and whether it was good;
@@ -181,4 +184,20 @@ func (c *Checker) ServerName(n *yaml.Node, key string) (string, bool) {
 		return "", false
 	}
 	return strings.ToLower(v), true
+}
+
+// Roots reads the PEM file of root certificates that n names (resolved
+// like Path); a file that cannot be read or holds anything but
+// certificates is an error at n.
+func (c *Checker) Roots(n *yaml.Node, key string) (*x509.CertPool, bool) {
+	path, ok := c.Path(n, key)
+	if !ok {
+		return nil, false
+	}
+	pool, err := bundle.LoadRoots(path)
+	if err != nil {
+		c.Errorf(Deref(n), "%s: %v (a PEM file of the root certificates to trust)", key, err)
+		return nil, false
+	}
+	return pool, true
 }
