@@ -133,6 +133,11 @@ func (d *demo) acmeRounds() error {
 		return err
 	}
 	defer srv.Close()
+	// pebble's root is new at every start: certpush and every node are
+	// told to trust it, as a private CA's users do with roots:.
+	if err := d.fleet.TrustRoot(srv.Root); err != nil {
+		return err
+	}
 	script, err := srv.ExecScript(d.work)
 	if err != nil {
 		return err
@@ -183,10 +188,7 @@ func (d *demo) acmeRounds() error {
 
 // devcaRounds imports two certificates from a local demo CA, pushing each.
 func devcaRounds(ctx context.Context, out io.Writer, fleet *testfleet.Fleet, work string, cp func(...string) error) error {
-	ca, err := devca.New("certpush demo")
-	if err != nil {
-		return err
-	}
+	ca := fleet.CA
 	var fps []string
 	for round := 1; round <= 2; round++ {
 		if round == 1 {

@@ -192,6 +192,9 @@ func run(ctx context.Context, c config, log *slog.Logger) (err error) {
 			err = cerr
 		}
 	}()
+	if err := b.fleet.TrustRoot(b.ca.RootPEM()); err != nil {
+		return err
+	}
 	log.Info("fleet started", "hosts", maxN, "took", time.Since(t0).Round(time.Millisecond))
 	if b.clientCfg, err = b.fleet.ClientConfig(); err != nil {
 		return err
@@ -322,7 +325,7 @@ func (b *bench) newBundle() (*bundle.Bundle, error) {
 	if err != nil {
 		return nil, err
 	}
-	bd, _, err := b.store.Add(certName, mat, bundle.AddOptions{Domains: domains, Source: bundle.SourceImport, Signer: b.signer, Now: time.Now()})
+	bd, _, err := b.store.Add(certName, mat, bundle.AddOptions{Domains: domains, Source: bundle.SourceImport, Signer: b.signer, Now: time.Now(), Anchor: bundle.Anchor{Roots: b.ca.Pool()}})
 	if err != nil {
 		return nil, err
 	}

@@ -44,9 +44,14 @@ func newNode(b *testing.B, reload string) *node {
 	dir := b.TempDir()
 	n := &node{dir: dir, config: filepath.Join(dir, "certnode.yaml"), incoming: filepath.Join(dir, "incoming"),
 		ca: ca, signer: bundle.NewSigner(key), start: time.Now()}
+	roots := filepath.Join(dir, "roots.pem")
+	if err := os.WriteFile(roots, ca.RootPEM(), 0o644); err != nil {
+		b.Fatal(err)
+	}
 	conf := fmt.Sprintf(`root: %s
 incoming: %s
 trusted_keys: [%q]
+roots: %s
 keep: 3
 defaults:
   test: []
@@ -55,7 +60,7 @@ defaults:
 certs:
   %s:
     domains: ["bench.test", "*.bench.test"]
-`, filepath.Join(dir, "root"), n.incoming, n.signer.PublicKey(), reload, certName)
+`, filepath.Join(dir, "root"), n.incoming, n.signer.PublicKey(), roots, reload, certName)
 	if err := os.WriteFile(n.config, []byte(conf), 0o644); err != nil {
 		b.Fatal(err)
 	}

@@ -70,7 +70,7 @@ func state(b *testing.B, dir string) tls.Certificate {
 		b.Fatal(err)
 	}
 	store := &bundle.Store{Dir: filepath.Join(dir, "bundles")}
-	if _, _, err := store.Add(certName, mat, bundle.AddOptions{Domains: domains, Source: bundle.SourceImport, Signer: bundle.NewSigner(key), Now: time.Now()}); err != nil {
+	if _, _, err := store.Add(certName, mat, bundle.AddOptions{Domains: domains, Source: bundle.SourceImport, Signer: bundle.NewSigner(key), Now: time.Now(), Anchor: bundle.Anchor{Roots: ca.Pool()}}); err != nil {
 		b.Fatal(err)
 	}
 	cert, err := tls.X509KeyPair(append(iss.Cert, iss.Chain...), iss.Key)

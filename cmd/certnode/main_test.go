@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -24,10 +25,33 @@ func certnode(t *testing.T, args ...string) (int, string, string) {
 	return code, out.String(), errb.String()
 }
 
+// testCA issues the tests' certificates.
+var testCA = sync.OnceValues(func() (*devca.CA, error) { return devca.New("cli test") })
+
+// writeConfig writes dir/certnode.yaml for example.com, trusting s and
+// testCA's root, and returns its path.
+func writeConfig(t *testing.T, dir, incoming string, s *bundle.Signer) string {
+	t.Helper()
+	ca, err := testCA()
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := filepath.Join(dir, "roots.pem")
+	if err := os.WriteFile(roots, ca.RootPEM(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "certnode.yaml")
+	conf := fmt.Sprintf("root: %s\nincoming: %s\ntrusted_keys: [%q]\nroots: %s\ncerts:\n  example.com:\n", filepath.Join(dir, "etc"), incoming, s.PublicKey(), roots)
+	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
 // pushBundle writes a signed bundle for example.com into incoming.
 func pushBundle(t *testing.T, incoming string, s *bundle.Signer, notAfter time.Time) string {
 	t.Helper()
-	ca, err := devca.New("cli test")
+	ca, err := testCA()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,8 +78,7 @@ func TestCLI(t *testing.T) {
 	_, key, _ := ed25519.GenerateKey(rand.Reader)
 	s := bundle.NewSigner(key)
 	incoming := filepath.Join(dir, "incoming")
-	cfgPath := filepath.Join(dir, "certnode.yaml")
-	os.WriteFile(cfgPath, []byte(fmt.Sprintf("root: %s\nincoming: %s\ntrusted_keys: [%q]\ncerts:\n  example.com:\n", filepath.Join(dir, "etc"), incoming, s.PublicKey())), 0o644)
+	cfgPath := writeConfig(t, dir, incoming, s)
 
 	if code, _, stderr := certnode(t, "--config", cfgPath, "check"); code != 1 || stderr != "" {
 		t.Errorf("check before install: %d %q", code, stderr)

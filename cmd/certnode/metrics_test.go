@@ -3,8 +3,6 @@ package main
 import (
 	"crypto/ed25519"
 	"crypto/rand"
-	"fmt"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -18,8 +16,7 @@ func TestMetricsFiles(t *testing.T) {
 	_, key, _ := ed25519.GenerateKey(rand.Reader)
 	s := bundle.NewSigner(key)
 	incoming := filepath.Join(dir, "incoming")
-	cfgPath := filepath.Join(dir, "certnode.yaml")
-	os.WriteFile(cfgPath, []byte(fmt.Sprintf("root: %s\nincoming: %s\ntrusted_keys: [%q]\ncerts:\n  example.com:\n", filepath.Join(dir, "etc"), incoming, s.PublicKey())), 0o644)
+	cfgPath := writeConfig(t, dir, incoming, s)
 	notAfter := time.Now().Add(10 * 24 * time.Hour).Truncate(time.Second)
 	id := pushBundle(t, incoming, s, notAfter)
 	prom := filepath.Join(dir, "certnode.prom")

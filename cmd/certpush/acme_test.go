@@ -42,6 +42,9 @@ func newACMEWorldFor(t *testing.T, hosts int, validity time.Duration, cert map[s
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { srv.Close() })
+	if err := w.fleet.TrustRoot(srv.Root); err != nil {
+		t.Fatal(err)
+	}
 	script, err := srv.ExecScript(t.TempDir())
 	if err != nil {
 		t.Fatal(err)

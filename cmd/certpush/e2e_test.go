@@ -98,10 +98,7 @@ func newWorldFor(t *testing.T, hosts int, names []string) *world {
 	if err := w.fleet.WriteInventory(w.config, testfleet.InventoryOptions{StateDir: w.stateDir}); err != nil {
 		t.Fatal(err)
 	}
-	w.ca, err = devca.New("E2E")
-	if err != nil {
-		t.Fatal(err)
-	}
+	w.ca = w.fleet.CA
 	return w
 }
 

@@ -75,8 +75,8 @@ func TestParseConfigErrors(t *testing.T) {
 		},
 		{
 			desc: "unknown top-level key",
-			yaml: "roots: /x\ncerts: {a: {}}\n",
-			want: []string{`certnode.yaml:1: unknown key "roots" (did you mean "root"?)`},
+			yaml: "rooot: /x\ncerts: {a: {}}\n",
+			want: []string{`certnode.yaml:1: unknown key "rooot" (did you mean "root"?)`},
 		},
 		{
 			desc: "keep too small",

@@ -99,16 +99,21 @@ echo "end $CERTNODE_NAME" >> MARKS/span.log
 	for _, c := range o.certs {
 		fmt.Fprintf(&certs, "  %s:\n    domains: [%s, \"*.%s\"]\n%s", c, c, c, o.extra)
 	}
+	roots := filepath.Join(dir, "roots.pem")
+	if err := os.WriteFile(roots, ca.RootPEM(), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	yaml := fmt.Sprintf(`root: %s
 incoming: %s
 trusted_keys: [%q]
+roots: %s
 keep: %d
 timeout: 10s
 defaults:
   test: [%s]
   reload: [%s]
 %scerts:
-%s`, n.root, n.incoming, n.signer.PublicKey(), o.keep, testScript, reloadScript, verifyLine, certs.String())
+%s`, n.root, n.incoming, n.signer.PublicKey(), roots, o.keep, testScript, reloadScript, verifyLine, certs.String())
 	cfg, err := ParseConfig(filepath.Join(dir, "certnode.yaml"), []byte(yaml))
 	if err != nil {
 		t.Fatalf("config:\n%s\n%v", yaml, err)

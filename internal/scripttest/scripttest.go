@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -26,6 +27,10 @@ import (
 // script can name it; scripts see its public key as $TRUSTED_KEY.
 var signer = bundle.NewSigner(ed25519.NewKeyFromSeed(bytes.Repeat([]byte{0x5c}, ed25519.SeedSize)))
 
+// ca issues the certificates mkcert and mkbundle make; each script finds
+// its root in $WORK/roots.pem, also named by $ROOTS, for a roots: key.
+var ca = sync.OnceValues(func() (*devca.CA, error) { return devca.New("script test") })
+
 // Run runs every script in testdata/script. The programs the scripts
 // call must have been registered with testscript.Main in TestMain.
 func Run(t *testing.T) {
@@ -34,7 +39,13 @@ func Run(t *testing.T) {
 		RequireExplicitExec: true,
 		Setup: func(e *testscript.Env) error {
 			e.Setenv("TRUSTED_KEY", signer.PublicKey())
-			return nil
+			c, err := ca()
+			if err != nil {
+				return err
+			}
+			roots := filepath.Join(e.WorkDir, "roots.pem")
+			e.Setenv("ROOTS", roots)
+			return os.WriteFile(roots, c.RootPEM(), 0o644)
 		},
 		Cmds: map[string]func(*testscript.TestScript, bool, []string){
 			"exits":    exits,
@@ -80,11 +91,11 @@ func expand(ts *testscript.TestScript, neg bool, args []string) {
 	}
 }
 
-// issue makes a certificate for domains from a new test CA, valid for
+// issue makes a certificate for domains from the scripts' test CA, valid for
 // o.days from now (negative: expired that long ago), issued o.issued
 // days ago (or 30 days before it expired, for an expired one).
 func issue(ts *testscript.TestScript, o options, domains []string) *devca.Issued {
-	ca, err := devca.New("script test")
+	c, err := ca()
 	ts.Check(err)
 	day := 24 * time.Hour
 	l := devca.Leaf{Domains: domains, NotAfter: time.Now().Add(time.Duration(o.days) * day)}
@@ -94,7 +105,12 @@ func issue(ts *testscript.TestScript, o options, domains []string) *devca.Issued
 	case o.days < 0:
 		l.NotBefore = l.NotAfter.Add(-30 * day)
 	}
-	is, err := ca.Issue(l)
+	if o.self {
+		is, err := devca.SelfSigned(l)
+		ts.Check(err)
+		return is
+	}
+	is, err := c.Issue(l)
 	ts.Check(err)
 	return is
 }
@@ -104,6 +120,7 @@ type options struct {
 	days     int  // -days N: valid for N days from now (default 60)
 	issued   int  // -issued N: issued N days ago (default: now)
 	unsigned bool // -unsigned: mkbundle leaves the manifest unsigned
+	self     bool // -self: a self-signed certificate, no chain
 }
 
 // flags splits the leading -days N and -unsigned off args.
@@ -121,6 +138,8 @@ func flags(ts *testscript.TestScript, args []string) (options, []string) {
 			o.issued, args = d, args[2:]
 		case args[0] == "-unsigned":
 			o.unsigned, args = true, args[1:]
+		case args[0] == "-self":
+			o.self, args = true, args[1:]
 		default:
 			return o, args
 		}
@@ -128,13 +147,13 @@ func flags(ts *testscript.TestScript, args []string) (options, []string) {
 	return o, args
 }
 
-// mkcert [-days N] [-issued N] DIR DOMAIN... writes cert.pem, chain.pem and key.pem
+// mkcert [-days N] [-issued N] [-self] DIR DOMAIN... writes cert.pem, chain.pem and key.pem
 // (mode 0600) for the domains into DIR, as a CA or certbot would hand
 // them over.
 func mkcert(ts *testscript.TestScript, neg bool, args []string) {
 	o, args := flags(ts, args)
 	if neg || len(args) < 2 || o.unsigned {
-		ts.Fatalf("usage: mkcert [-days N] [-issued N] DIR DOMAIN...")
+		ts.Fatalf("usage: mkcert [-days N] [-issued N] [-self] DIR DOMAIN...")
 	}
 	dir := ts.MkAbs(args[0])
 	is := issue(ts, o, args[1:])
@@ -144,13 +163,13 @@ func mkcert(ts *testscript.TestScript, neg bool, args []string) {
 	ts.Check(os.WriteFile(filepath.Join(dir, "key.pem"), is.Key, 0o600))
 }
 
-// mkbundle [-days N] [-issued N] [-unsigned] INCOMING NAME DOMAIN... writes a bundle
+// mkbundle [-days N] [-issued N] [-unsigned] [-self] INCOMING NAME DOMAIN... writes a bundle
 // for the domains, signed by the key $TRUSTED_KEY names (or not at all),
 // to INCOMING/NAME/ID as certpush uploads it, and sets $ID to its id.
 func mkbundle(ts *testscript.TestScript, neg bool, args []string) {
 	o, args := flags(ts, args)
 	if neg || len(args) < 3 {
-		ts.Fatalf("usage: mkbundle [-days N] [-issued N] [-unsigned] INCOMING NAME DOMAIN...")
+		ts.Fatalf("usage: mkbundle [-days N] [-issued N] [-unsigned] [-self] INCOMING NAME DOMAIN...")
 	}
 	is := issue(ts, o, args[2:])
 	mat, err := bundle.ParseMaterial(is.Cert, is.Chain, is.Key)

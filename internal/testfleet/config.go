@@ -16,6 +16,7 @@ type certnodeConfig struct {
 	Root        string                  `yaml:"root"`
 	Incoming    string                  `yaml:"incoming"`
 	TrustedKeys []string                `yaml:"trusted_keys"`
+	Roots       string                  `yaml:"roots,omitempty"`
 	Keep        int                     `yaml:"keep"`
 	Defaults    certnodeDefaults        `yaml:"defaults"`
 	Certs       map[string]certnodeCert `yaml:"certs"`
@@ -44,6 +45,7 @@ func (h *Host) writeCertnodeConfig(trustedKey string) error {
 		Root:        h.Root,
 		Incoming:    h.Incoming,
 		TrustedKeys: []string{},
+		Roots:       h.fleet.Roots,
 		Keep:        3,
 		Defaults:    defaults,
 		Certs:       map[string]certnodeCert{h.fleet.CertName: {Domains: h.fleet.Domains}},
@@ -79,6 +81,7 @@ type InventoryOptions struct {
 
 type inventory struct {
 	StateDir string                   `yaml:"state_dir"`
+	Roots    string                   `yaml:"roots,omitempty"`
 	SSH      inventorySSH             `yaml:"ssh"`
 	Certs    map[string]inventoryCert `yaml:"certs"`
 	Hosts    map[string]inventoryHost `yaml:"hosts"`
@@ -131,6 +134,7 @@ func (f *Fleet) WriteInventory(path string, opts InventoryOptions) error {
 	}
 	inv := inventory{
 		StateDir: opts.StateDir,
+		Roots:    f.Roots,
 		SSH: inventorySSH{
 			User:       f.User,
 			Identity:   f.Identity,

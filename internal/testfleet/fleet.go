@@ -35,6 +35,7 @@ import (
 
 	"github.com/certpush/certpush/internal/atomicfile"
 	"github.com/certpush/certpush/internal/bundle"
+	"github.com/certpush/certpush/internal/devca"
 )
 
 // Options say what fleet to start.
@@ -77,6 +78,11 @@ type Fleet struct {
 	Signer     *bundle.Signer // signed the bootstrap bundles
 	Hosts      []*Host
 	NoNginx    bool // light hosts: sshd only (Options.NoNginx)
+	// CA is the fleet's own certificate authority, and Roots a PEM file
+	// holding its root: both configs the fleet writes set roots: to it,
+	// as a private CA's users do. TrustRoot adds other roots (pebble's).
+	CA    *devca.CA
+	Roots string
 
 	log       *slog.Logger
 	acct      account
@@ -162,6 +168,13 @@ func Start(ctx context.Context, opts Options) (_ *Fleet, err error) {
 	if err := f.prepareClient(opts); err != nil {
 		return nil, err
 	}
+	if f.CA, err = devca.New("fleet"); err != nil {
+		return nil, err
+	}
+	f.Roots = filepath.Join(dir, "roots.pem")
+	if err := os.WriteFile(f.Roots, f.CA.RootPEM(), 0o644); err != nil {
+		return nil, err
+	}
 	authorized, err := os.ReadFile(f.Identity + ".pub")
 	if err != nil {
 		return nil, err
@@ -187,6 +200,20 @@ func Start(ctx context.Context, opts Options) (_ *Fleet, err error) {
 	}
 	log.Info("fleet started", "dir", dir, "hosts", len(f.Hosts), "user", f.User)
 	return f, nil
+}
+
+// TrustRoot adds the PEM certificates in pem to the fleet's roots file,
+// which certpush and certnode read at each run.
+func (f *Fleet) TrustRoot(pem []byte) error {
+	fh, err := os.OpenFile(f.Roots, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		return fmt.Errorf("trust root: %w", err)
+	}
+	if _, err := fh.Write(pem); err != nil {
+		fh.Close()
+		return fmt.Errorf("trust root: %w", err)
+	}
+	return fh.Close()
 }
 
 // prepareClient writes the client key and copies certnode.

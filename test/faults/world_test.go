@@ -110,9 +110,7 @@ func newWorld(t *testing.T, hosts int) *world {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { w.fleet.Close() })
-	if w.ca, err = devca.New("faults"); err != nil {
-		t.Fatal(err)
-	}
+	w.ca = w.fleet.CA
 	w.writeInventory(testfleet.InventoryOptions{}, nil)
 	return w
 }
