@@ -12,7 +12,9 @@ import (
 	"time"
 
 	"github.com/certpush/certpush/internal/bundle"
+	"github.com/certpush/certpush/internal/devca"
 	"github.com/certpush/certpush/internal/promtest"
+	"github.com/certpush/certpush/internal/testfleet"
 	"github.com/certpush/certpush/internal/testproc"
 )
 
@@ -144,6 +146,13 @@ func TestStatusReportsStaleAlignedUnreachable(t *testing.T) {
 	if code != 1 || states[down.Name] != "unreachable" || summary != "2/3 aligned, 1 unreachable" {
 		t.Errorf("with nginx stopped on %s: exit %d, %v, %q", down.Name, code, states, summary)
 	}
+	// Back with a self-signed certificate for the names: no root vouches
+	// for it, whatever it holds.
+	serveSelfSigned(t, w, down)
+	code, states, summary = w.status()
+	if code != 1 || states[down.Name] != "untrusted" || summary != "2/3 aligned, 1 untrusted" {
+		t.Errorf("with %s serving a self-signed certificate: exit %d, %v, %q", down.Name, code, states, summary)
+	}
 
 	// Fingerprints for monitoring systems that pin MD5 or SHA-1.
 	_, stdout, _ := w.certpush("status", "--fingerprint", "sha1", certName)
@@ -154,6 +163,39 @@ func TestStatusReportsStaleAlignedUnreachable(t *testing.T) {
 		t.Errorf("unknown fingerprint hash: exit %d, want 2", code)
 	}
 	_ = fp
+}
+
+// serveSelfSigned points h's live directory at a self-signed certificate
+// for the fleet's names and starts its nginx.
+func serveSelfSigned(t *testing.T, w *world, h *testfleet.Host) {
+	t.Helper()
+	is, err := devca.SelfSigned(devca.Leaf{Domains: w.fleet.Domains})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(h.Root, "archive", certName, "selfsigned")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, data := range map[string][]byte{"fullchain.pem": is.Cert, "privkey.pem": is.Key} {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chown(p, w.fleet.UID, w.fleet.GID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	live := filepath.Join(h.Root, "live", certName)
+	if err := os.Remove(live); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join("..", "archive", certName, "selfsigned"), live); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.StartNginx(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func TestInterruptLeavesHostsOldOrNew(t *testing.T) {

@@ -150,7 +150,7 @@ func (h *Host) start(ctx context.Context, opts Options, authorized []byte) error
 	}
 
 	now := time.Now()
-	mat, err := selfSigned(f.Domains, opts.BootstrapValidity, now)
+	mat, err := bootstrapMaterial(f.CA, f.Domains, opts.BootstrapValidity, now)
 	if err != nil {
 		return err
 	}

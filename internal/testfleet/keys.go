@@ -1,15 +1,10 @@
 package testfleet
 
 import (
-	"crypto/ecdsa"
 	"crypto/ed25519"
-	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
-	"math/big"
 	"os"
 	"path/filepath"
 	"time"
@@ -18,6 +13,7 @@ import (
 
 	"github.com/certpush/certpush/internal/atomicfile"
 	"github.com/certpush/certpush/internal/bundle"
+	"github.com/certpush/certpush/internal/devca"
 )
 
 // writeSSHKey creates a new Ed25519 key at path (OpenSSH PEM, mode 0600 from
@@ -41,38 +37,15 @@ func writeSSHKey(path, comment string) (ssh.PublicKey, error) {
 	return sshPub, nil
 }
 
-// selfSigned makes a self-signed ECDSA certificate for domains, valid from a
-// few minutes ago for validity.
-func selfSigned(domains []string, validity time.Duration, now time.Time) (*bundle.Material, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+// bootstrapMaterial makes the certificate a host serves before its first
+// push: issued by the fleet's CA for domains, valid from a few minutes ago
+// for validity.
+func bootstrapMaterial(ca *devca.CA, domains []string, validity time.Duration, now time.Time) (*bundle.Material, error) {
+	is, err := ca.Issue(devca.Leaf{Domains: domains, NotBefore: now.Add(-5 * time.Minute), NotAfter: now.Add(validity)})
 	if err != nil {
-		return nil, fmt.Errorf("generate key: %w", err)
+		return nil, fmt.Errorf("bootstrap certificate: %w", err)
 	}
-	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
-	if err != nil {
-		return nil, fmt.Errorf("serial: %w", err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial,
-		Subject:               pkix.Name{CommonName: domains[0], Organization: []string{"certpush test fleet bootstrap"}},
-		DNSNames:              domains,
-		NotBefore:             now.Add(-5 * time.Minute),
-		NotAfter:              now.Add(validity),
-		KeyUsage:              x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return nil, fmt.Errorf("create certificate: %w", err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		return nil, fmt.Errorf("marshal key: %w", err)
-	}
-	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})
-	mat, err := bundle.ParseMaterial(certPEM, nil, keyPEM)
+	mat, err := bundle.ParseMaterial(is.Cert, is.Chain, is.Key)
 	if err != nil {
 		return nil, fmt.Errorf("parse bootstrap certificate: %w", err)
 	}

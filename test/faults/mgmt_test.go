@@ -30,14 +30,18 @@ func TestImportDiskFull(t *testing.T) {
 		t.Fatalf("mount tmpfs on %s: %v: %s", bundles, err, out)
 	}
 	t.Cleanup(func() { exec.Command("umount", bundles).Run() })
-	config := filepath.Join(dir, "certpush.yaml")
-	yaml := fmt.Sprintf("state_dir: %s\nhosts:\n  web1: {address: 127.0.0.1}\ncerts:\n  %s:\n    domains: [%q, %q]\n    hosts: [web1]\n",
-		filepath.Join(dir, "state"), certName, domains[0], domains[1])
-	if err := os.WriteFile(config, []byte(yaml), 0o644); err != nil {
-		t.Fatal(err)
-	}
 	ca, err := devca.New("disk full")
 	if err != nil {
+		t.Fatal(err)
+	}
+	roots := filepath.Join(dir, "roots.pem")
+	if err := os.WriteFile(roots, ca.RootPEM(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	config := filepath.Join(dir, "certpush.yaml")
+	yaml := fmt.Sprintf("state_dir: %s\nroots: %s\nhosts:\n  web1: {address: 127.0.0.1}\ncerts:\n  %s:\n    domains: [%q, %q]\n    hosts: [web1]\n",
+		filepath.Join(dir, "state"), roots, certName, domains[0], domains[1])
+	if err := os.WriteFile(config, []byte(yaml), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	is, err := ca.Issue(devca.Leaf{Domains: domains})

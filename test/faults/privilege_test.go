@@ -197,6 +197,24 @@ func (w *world) badBundles(installedNotBefore time.Time) []struct {
 		w.t.Fatal(err)
 	}
 	add("for another certificate name", mat, wrongName, nil, "")
+	// Signed by the trusted key, but no root the node trusts vouches for
+	// the certificate: a self-signed one, and one from another CA.
+	self, err := devca.SelfSigned(devca.Leaf{Domains: domains})
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	mat, m = w.material(self, w.signer)
+	add("self-signed", mat, m, nil, "it is self-signed")
+	foreign, err := devca.New("foreign")
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	is, err := foreign.Issue(devca.Leaf{Domains: domains})
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	mat, m = w.material(is, w.signer)
+	add("from a CA the node does not trust", mat, m, nil, "does not chain to a trusted root")
 	return out
 }
 

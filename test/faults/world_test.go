@@ -155,6 +155,7 @@ type nodeConfig struct {
 	Root         string                    `yaml:"root"`
 	Incoming     string                    `yaml:"incoming"`
 	TrustedKeys  []string                  `yaml:"trusted_keys"`
+	Roots        string                    `yaml:"roots,omitempty"`
 	Keep         int                       `yaml:"keep"`
 	Timeout      string                    `yaml:"timeout"`
 	Lock         string                    `yaml:"lock,omitempty"`
@@ -192,6 +193,7 @@ func (w *world) writeNodeConfig(h *testfleet.Host, path string, d nodeDefaults, 
 		Root:        h.Root,
 		Incoming:    h.Incoming,
 		TrustedKeys: []string{w.signer.PublicKey()},
+		Roots:       w.fleet.Roots,
 		Keep:        3,
 		Timeout:     "20s",
 		Certs:       map[string]map[string]any{certName: {"domains": domains}},
@@ -345,7 +347,13 @@ func (w *world) importNew(l devca.Leaf) string {
 // the test domains without importing it.
 func (w *world) issue(l devca.Leaf, signer *bundle.Signer) (*bundle.Material, *bundle.Manifest) {
 	w.t.Helper()
-	is := w.leaf(l)
+	return w.material(w.leaf(l), signer)
+}
+
+// material makes is into a bundle's material and manifest, signed by
+// signer unless it is nil.
+func (w *world) material(is *devca.Issued, signer *bundle.Signer) (*bundle.Material, *bundle.Manifest) {
+	w.t.Helper()
 	mat, err := bundle.ParseMaterial(is.Cert, is.Chain, is.Key)
 	if err != nil {
 		w.t.Fatal(err)
