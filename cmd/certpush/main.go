@@ -60,6 +60,7 @@ Exit status: 0 done (or nothing to do), 1 some hosts or certificates failed,
 			e.syncCommand(),
 			e.statusCommand(),
 			e.trustCommand(),
+			e.keyCommand(),
 			{
 				Name:  "version",
 				Short: "print the version",

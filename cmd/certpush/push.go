@@ -150,6 +150,17 @@ func (e *env) pushCert(ctx context.Context, cfg *inventory.Config, name string, 
 	if err != nil {
 		return rep, err
 	}
+	if !pf.dryRun {
+		// A rotation's new key signs what it has not signed yet (after
+		// an interrupted key rotate, or a bundle made elsewhere).
+		if signer, err := bundle.LoadSigner(cfg.StateDir); err == nil {
+			if b, _, err = e.store(cfg).Resign(name, signer); err != nil {
+				return rep, err
+			}
+		} else if !errors.Is(err, bundle.ErrNoSigningKey) {
+			return rep, err
+		}
+	}
 	rep.BundleID = b.Manifest.ID
 	rep.bundle = b
 	hosts, err := cfg.HostsFor(name)

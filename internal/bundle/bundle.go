@@ -274,8 +274,9 @@ var ErrOlder = errors.New("older than the current bundle")
 
 // Add validates material and makes it the current bundle of name. When the
 // current bundle already holds the same certificate nothing is written and
-// created is false. A bundle directory is never modified once written.
-// Material that is refused is a *RefusedError.
+// created is false. A bundle's files are never modified once written; its
+// manifest may gain signatures (see Resign). Material that is refused is a
+// *RefusedError.
 func (s *Store) Add(name string, mat *Material, opts AddOptions) (b *Bundle, created bool, err error) {
 	if err := ValidName(name); err != nil {
 		return nil, false, err
@@ -311,10 +312,42 @@ func (s *Store) Add(name string, mat *Material, opts AddOptions) (b *Bundle, cre
 	if err != nil {
 		return nil, false, err
 	}
+	if _, err := resign(b, opts.Signer); err != nil {
+		return nil, false, err
+	}
 	if err := s.setCurrent(name, b.Manifest.ID); err != nil {
 		return nil, false, fmt.Errorf("make bundle %s current: %w", b.Manifest.ID, err)
 	}
 	return b, created, nil
+}
+
+// Resign adds a signature by each of signer's keys that has not signed the
+// current bundle of name yet (after a key rotation: the new key's), so
+// that nodes trusting only those keys accept it. The bundle's files and id
+// stay as they are; only manifest.json is replaced, atomically. It reports
+// whether the manifest changed.
+func (s *Store) Resign(name string, signer *Signer) (*Bundle, bool, error) {
+	b, err := s.Current(name)
+	if err != nil {
+		return nil, false, err
+	}
+	changed, err := resign(b, signer)
+	return b, changed, err
+}
+
+func resign(b *Bundle, signer *Signer) (bool, error) {
+	changed, err := signer.AddSignatures(b.Manifest)
+	if err != nil || !changed {
+		return false, err
+	}
+	data, err := b.Manifest.Marshal()
+	if err != nil {
+		return false, err
+	}
+	if err := atomicfile.WriteFile(filepath.Join(b.Dir, ManifestFile), data, 0o644); err != nil {
+		return false, fmt.Errorf("re-sign bundle %s: %w", b.Manifest.ID, err)
+	}
+	return true, nil
 }
 
 func (s *Store) setCurrent(name, id string) error {

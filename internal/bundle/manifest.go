@@ -15,6 +15,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/certpush/certpush/internal/wire"
@@ -73,7 +75,21 @@ type Manifest struct {
 	// Signature is the base64 Ed25519 signature of the manifest encoded
 	// with Signature empty (see SignedBytes).
 	Signature string `json:"signature,omitempty"`
+	// Signatures are more signatures of the same manifest, by other keys
+	// (during a key rotation, the old key's and the new one's). Each
+	// covers SignedBytes for its own key; adding one leaves the others
+	// valid, so a bundle's files never change.
+	Signatures []Signature `json:"signatures,omitempty"`
 }
+
+// Signature is one more signature of a manifest.
+type Signature struct {
+	SigningKey string `json:"signing_key"`
+	Signature  string `json:"signature"`
+}
+
+// MaxSignatures bounds the signatures one manifest may carry.
+const MaxSignatures = 8
 
 // Errors returned when a manifest or bundle does not verify.
 var (
@@ -87,9 +103,37 @@ var (
 // SignedBytes returns the bytes the signature covers: the manifest encoded
 // as JSON with the Signature field empty.
 func (m *Manifest) SignedBytes() ([]byte, error) {
+	return m.signedBytes(m.SigningKey)
+}
+
+// signedBytes is what the signature by key covers: the manifest encoded as
+// JSON with key as SigningKey and no signatures. For the first signature
+// that is SignedBytes.
+func (m *Manifest) signedBytes(key string) ([]byte, error) {
 	c := *m
+	c.SigningKey = key
 	c.Signature = ""
+	c.Signatures = nil
 	return json.Marshal(&c)
+}
+
+// signatures lists every signature the manifest carries, the first one
+// first.
+func (m *Manifest) signatures() []Signature {
+	var all []Signature
+	if m.SigningKey != "" && m.Signature != "" {
+		all = append(all, Signature{m.SigningKey, m.Signature})
+	}
+	return append(all, m.Signatures...)
+}
+
+// SigningKeys lists the keys that signed the manifest, as base64.
+func (m *Manifest) SigningKeys() []string {
+	var keys []string
+	for _, s := range m.signatures() {
+		keys = append(keys, s.SigningKey)
+	}
+	return keys
 }
 
 // ParseManifest decodes manifest.json strictly: unknown fields, trailing
@@ -152,40 +196,48 @@ func (m *Manifest) Marshal() ([]byte, error) {
 	return append(b, '\n'), nil
 }
 
-// VerifySignature checks the manifest's signature. With no trusted keys,
+// VerifySignature checks the manifest's signatures. With no trusted keys,
 // any signature (or none) is accepted; with trusted keys, the manifest must
-// carry a valid signature by one of them.
+// carry a valid signature by one of them. A signature by a trusted key
+// that does not verify is an error even when another one does.
 func (m *Manifest) VerifySignature(trusted []ed25519.PublicKey) error {
 	if len(trusted) == 0 {
 		return nil
 	}
-	if m.Signature == "" || m.SigningKey == "" {
+	sigs := m.signatures()
+	if len(sigs) == 0 {
 		return ErrUnsigned
 	}
-	pub, err := base64.StdEncoding.DecodeString(m.SigningKey)
-	if err != nil || len(pub) != ed25519.PublicKeySize {
-		return fmt.Errorf("%w: malformed signing key", ErrBadSignature)
+	if len(sigs) > MaxSignatures {
+		return fmt.Errorf("%w: %d signatures, more than the %d allowed", ErrBadSignature, len(sigs), MaxSignatures)
 	}
-	var key ed25519.PublicKey
-	for _, k := range trusted {
-		if bytes.Equal(k, pub) {
-			key = k
-			break
+	verified := false
+	var untrusted []string
+	for _, s := range sigs {
+		pub, err := base64.StdEncoding.DecodeString(s.SigningKey)
+		if err != nil || len(pub) != ed25519.PublicKeySize {
+			return fmt.Errorf("%w: malformed signing key", ErrBadSignature)
 		}
+		i := slices.IndexFunc(trusted, func(k ed25519.PublicKey) bool { return bytes.Equal(k, pub) })
+		if i < 0 {
+			untrusted = append(untrusted, s.SigningKey)
+			continue
+		}
+		sig, err := base64.StdEncoding.DecodeString(s.Signature)
+		if err != nil {
+			return fmt.Errorf("%w: malformed signature", ErrBadSignature)
+		}
+		msg, err := m.signedBytes(s.SigningKey)
+		if err != nil {
+			return err
+		}
+		if !ed25519.Verify(trusted[i], msg, sig) {
+			return ErrBadSignature
+		}
+		verified = true
 	}
-	if key == nil {
-		return fmt.Errorf("%w (%s)", ErrUntrustedKey, m.SigningKey)
-	}
-	sig, err := base64.StdEncoding.DecodeString(m.Signature)
-	if err != nil {
-		return fmt.Errorf("%w: malformed signature", ErrBadSignature)
-	}
-	msg, err := m.SignedBytes()
-	if err != nil {
-		return err
-	}
-	if !ed25519.Verify(key, msg, sig) {
-		return ErrBadSignature
+	if !verified {
+		return fmt.Errorf("%w (%s)", ErrUntrustedKey, strings.Join(untrusted, ", "))
 	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -86,15 +87,33 @@ func dial(t *testing.T, f *Fleet, h *Host) (*ssh.Client, error) {
 	})
 }
 
-// run runs cmd on c and returns its combined output.
+// run runs cmd on c and returns its combined output. A session that has
+// not finished after 30 s is an error (and closes c): a server that
+// holds the connection open without answering must fail the test, not
+// hang it.
 func run(c *ssh.Client, cmd string) (string, error) {
-	s, err := c.NewSession()
-	if err != nil {
-		return "", err
+	type result struct {
+		out []byte
+		err error
 	}
-	defer s.Close()
-	out, err := s.CombinedOutput(cmd)
-	return string(out), err
+	done := make(chan result, 1)
+	go func() {
+		s, err := c.NewSession()
+		if err != nil {
+			done <- result{nil, err}
+			return
+		}
+		defer s.Close()
+		out, err := s.CombinedOutput(cmd)
+		done <- result{out, err}
+	}()
+	select {
+	case r := <-done:
+		return string(r.out), r.err
+	case <-time.After(30 * time.Second):
+		c.Close()
+		return "", fmt.Errorf("%q: no answer in 30s", cmd)
+	}
 }
 
 func TestFleet(t *testing.T) {
