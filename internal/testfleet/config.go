@@ -32,7 +32,17 @@ type certnodeCert struct {
 	Domains []string `yaml:"domains"`
 }
 
-func (h *Host) writeCertnodeConfig(trustedKey string) error {
+// SetTrustedKeys rewrites the host's certnode.yaml to trust exactly keys
+// (base64 Ed25519, as in signing.pub), as an operator does during a
+// signing key rotation.
+func (h *Host) SetTrustedKeys(keys ...string) error {
+	if len(keys) == 0 {
+		return errors.New("SetTrustedKeys: no key")
+	}
+	return h.writeCertnodeConfig(keys...)
+}
+
+func (h *Host) writeCertnodeConfig(trustedKeys ...string) error {
 	defaults := certnodeDefaults{
 		Test:   h.NginxTest,
 		Reload: h.NginxReload,
@@ -50,8 +60,10 @@ func (h *Host) writeCertnodeConfig(trustedKey string) error {
 		Defaults:    defaults,
 		Certs:       map[string]certnodeCert{h.fleet.CertName: {Domains: h.fleet.Domains}},
 	}
-	if trustedKey != "" {
-		c.TrustedKeys = []string{trustedKey}
+	for _, k := range trustedKeys {
+		if k != "" {
+			c.TrustedKeys = append(c.TrustedKeys, k)
+		}
 	}
 	data, err := marshalYAML(c)
 	if err != nil {
