@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"cmp"
 	_ "embed"
+	"fmt"
 	"html/template"
 	"io"
 	"slices"
@@ -23,6 +24,27 @@ import (
 // States lists the endpoint states in the order the page shows them:
 // the worst first, aligned last.
 var States = []string{verify.Expired, verify.Untrusted, verify.WrongName, verify.Unreachable, verify.Stale, verify.Aligned}
+
+// Colors are the background colours of the states' rows and summary
+// badges, distinct from each other and from everything else on the page
+// (screenshots are checked for them).
+var Colors = map[string]string{
+	verify.Expired:     "#ff9e9e",
+	verify.Untrusted:   "#e6a8ff",
+	verify.WrongName:   "#ffc285",
+	verify.Unreachable: "#a9c4f5",
+	verify.Stale:       "#fff08a",
+	verify.Aligned:     "#bdf0bd",
+}
+
+// stateCSS colours rows (.s-STATE) and badges (.b-STATE).
+var stateCSS = func() template.CSS {
+	var b strings.Builder
+	for _, s := range States {
+		fmt.Fprintf(&b, ".s-%s, .b-%s { background: %s; }\n", s, s, Colors[s])
+	}
+	return template.CSS(b.String()) //nolint:gosec // constants above
+}()
 
 // Page is what the page shows.
 type Page struct {
@@ -71,6 +93,7 @@ type pageView struct {
 	Generated string
 	Summary   string
 	Hash      string
+	StateCSS  template.CSS
 	Total     int
 	Counts    []stateCount
 	Certs     []certView
@@ -97,7 +120,7 @@ func WriteFile(path string, p Page) error {
 
 func view(p Page) pageView {
 	hash := strings.ToUpper(cmp.Or(p.Hash, "sha256"))
-	v := pageView{Generated: p.Generated.UTC().Format(time.RFC3339), Summary: p.Summary, Hash: hash, Total: len(p.Reports)}
+	v := pageView{Generated: p.Generated.UTC().Format(time.RFC3339), Summary: p.Summary, Hash: hash, StateCSS: stateCSS, Total: len(p.Reports)}
 	byCert := map[string]*certView{}
 	var order []string
 	total := map[string]int{}

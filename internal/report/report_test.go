@@ -163,6 +163,19 @@ func TestPageOrderCountsAndSelfContained(t *testing.T) {
 		t.Error("page lacks its Content-Security-Policy")
 	}
 
+	// Each state has its own colour, used for its rows and its badge.
+	seen := map[string]string{}
+	for _, st := range States {
+		c := Colors[st]
+		if c == "" || seen[c] != "" {
+			t.Errorf("state %s: colour %q (already %q's)", st, c, seen[c])
+		}
+		seen[c] = st
+		if rule := fmt.Sprintf(".s-%s, .b-%s { background: %s; }", st, st, c); strings.Count(page, c) != 1 || !strings.Contains(page, rule) {
+			t.Errorf("page lacks the one rule %q", rule)
+		}
+	}
+
 	// Fingerprints: short in the cell, full in the title.
 	full := colonHex(fmt.Sprintf("%064x", 31)) // reports[31] is stale
 	if reports[31].State != verify.Stale {
