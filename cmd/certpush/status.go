@@ -14,6 +14,7 @@ import (
 	"github.com/certpush/certpush/internal/bundle"
 	"github.com/certpush/certpush/internal/cli"
 	"github.com/certpush/certpush/internal/inventory"
+	"github.com/certpush/certpush/internal/report"
 	"github.com/certpush/certpush/internal/verify"
 )
 
@@ -22,13 +23,17 @@ func (e *env) statusCommand() *cli.Command {
 		Name:  "status",
 		Args:  "[NAME...]",
 		Short: "TLS handshake with every endpoint: is it aligned?",
-		Long:  "TLS handshake with every configured endpoint, compared with the current bundle.\nExit 1 if any endpoint is not aligned.",
+		Long: "TLS handshake with every configured endpoint, compared with the current bundle.\n" +
+			"Exit 1 if any endpoint is not aligned.\n" +
+			"--html FILE also writes the survey as one self-contained page (no external assets):\n" +
+			"per certificate a table of its endpoints, problems first.",
 	}
 	asJSON := c.Flags.Bool("json", false, "print results as JSON")
 	hash := c.Flags.String("fingerprint", "sha256", "fingerprint shown: md5, sha1 or sha256")
 	parallel := c.Flags.Int("parallel", 64, "endpoints probed at once")
 	timeout := c.Flags.Duration("timeout", 3*time.Second, "per endpoint")
 	metricsFile := c.Flags.String("metrics-file", "", "write Prometheus metrics to `file` (node_exporter textfile collector)")
+	htmlFile := c.Flags.String("html", "", "also write the survey as a self-contained HTML page to `file`")
 	c.Run = func(ctx context.Context, names []string) error {
 		if _, err := verify.Format(nil, *hash); err != nil {
 			return cli.Usage(err)
@@ -41,7 +46,8 @@ func (e *env) statusCommand() *cli.Command {
 		if err != nil {
 			return err
 		}
-		reports := verify.Survey(ctx, eps, *parallel, *timeout, time.Now(), e.surveyProgress())
+		now := time.Now()
+		reports := verify.Survey(ctx, eps, *parallel, *timeout, now, e.surveyProgress())
 		e.progressDone()
 		counts := map[string]int{}
 		for _, r := range reports {
@@ -50,6 +56,12 @@ func (e *env) statusCommand() *cli.Command {
 		summary := summarize(counts, len(reports))
 		if err := statusMetrics(reports).WriteIfSet(*metricsFile); err != nil {
 			return err
+		}
+		if *htmlFile != "" {
+			page := report.Page{Generated: now, Summary: summary, Hash: *hash, Reports: reports}
+			if err := report.WriteFile(*htmlFile, page); err != nil {
+				return fmt.Errorf("write status page: %w", err)
+			}
 		}
 		if err := e.printStatus(reports, counts, summary, *hash, *asJSON); err != nil {
 			return err
