@@ -12,6 +12,7 @@ func certMetrics(s *metrics.Set, st []install.Status) {
 	for _, c := range st {
 		l := metrics.Labels{"cert": c.Cert}
 		s.Gauge("certnode_cert_installed", "1 if a version of the certificate is installed.", l, metrics.Bool(c.ID != ""))
+		s.Gauge("certnode_cert_placeholder", "1 if what is installed is certnode bootstrap's self-signed placeholder.", l, metrics.Bool(c.Placeholder))
 		if !c.NotAfter.IsZero() {
 			s.Gauge("certnode_cert_not_after_timestamp_seconds", "Not-after time of the installed certificate.", l, float64(c.NotAfter.Unix()))
 		}

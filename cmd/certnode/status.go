@@ -71,7 +71,11 @@ func (e *env) printStatus(st []install.Status) error {
 		if !s.NotAfter.IsZero() {
 			days = fmt.Sprint(s.DaysLeft)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Cert, dash(s.ID), day(s.NotAfter), days,
+		id := dash(s.ID)
+		if s.Placeholder {
+			id += " (placeholder)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Cert, id, day(s.NotAfter), days,
 			dash(strings.Join(s.Domains, ",")), dash(s.Live), served)
 	}
 	if err := tw.Flush(); err != nil {

@@ -46,6 +46,10 @@ const (
 	SourceACME    = "acme"
 	SourceCertbot = "certbot"
 	SourceImport  = "import"
+	// SourcePlaceholder marks the self-signed certificate certnode
+	// bootstrap installs so that a web server can start before the first
+	// real certificate arrives.
+	SourcePlaceholder = "placeholder"
 )
 
 // FileInfo is the size and SHA-256 (lowercase hex) of one bundle file.

@@ -399,6 +399,10 @@ func (a *attempt) accept(tmp, cand string, opts Options) (m *bundle.Manifest, ok
 		a.fail(Refused, fmt.Errorf("bundle %s: %w", cand, err))
 		return nil, false
 	}
+	if m.Source == bundle.SourcePlaceholder {
+		a.fail(Refused, fmt.Errorf("%w: bundle %s claims to be a bootstrap placeholder, which only certnode bootstrap makes, on the node", ErrBadIncoming, cand))
+		return nil, false
+	}
 	if m.Name != name {
 		a.fail(Refused, fmt.Errorf("%w: bundle %s is for %q, not %q", ErrNameMismatch, cand, m.Name, name))
 		return nil, false
@@ -421,7 +425,9 @@ func (a *attempt) accept(tmp, cand string, opts Options) (m *bundle.Manifest, ok
 		a.reportRecovered()
 		return nil, false
 	}
-	if a.cur != nil && a.cur.Manifest != nil && m.NotBefore.Before(a.cur.Manifest.NotBefore) && !opts.Force {
+	// Any real certificate replaces bootstrap's placeholder, however old.
+	if a.cur != nil && a.cur.Manifest != nil && a.cur.Manifest.Source != bundle.SourcePlaceholder &&
+		m.NotBefore.Before(a.cur.Manifest.NotBefore) && !opts.Force {
 		a.fail(Refused, fmt.Errorf("%w: bundle %s was issued %s, the installed %s %s; install it with force to go back",
 			ErrDowngrade, cand, m.NotBefore.UTC().Format(time.RFC3339), a.cur.ID, a.cur.Manifest.NotBefore.UTC().Format(time.RFC3339)))
 		return nil, false

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/certpush/certpush/internal/bundle"
 	"github.com/certpush/certpush/internal/verify"
 )
 
@@ -17,6 +18,9 @@ type Status struct {
 	NotAfter    time.Time `json:"not_after,omitzero"`
 	DaysLeft    int       `json:"days_left"`
 	Live        string    `json:"live"` // target of live/<name>
+	// Placeholder says that what is installed is certnode bootstrap's
+	// self-signed stand-in, not a real certificate.
+	Placeholder bool `json:"placeholder,omitempty"`
 	// Endpoint is the first verify endpoint; Served the fingerprint it
 	// serves and Serving whether that is the installed certificate
 	// (filled by Status only).
@@ -45,6 +49,7 @@ func (in *Installer) installedStatus(name string) Status {
 		m := cur.Manifest
 		s.ID, s.Live, s.Fingerprint, s.Domains, s.NotAfter = m.ID, cur.Target, m.Fingerprint, m.Domains, m.NotAfter
 		s.DaysLeft = int(m.NotAfter.Sub(in.now()).Hours() / 24)
+		s.Placeholder = m.Source == bundle.SourcePlaceholder
 	}
 	return s
 }
@@ -84,6 +89,8 @@ func (in *Installer) Check(days int) ([]Status, error) {
 		switch {
 		case s.Fingerprint == "":
 			s.Problem = s.Error
+		case s.Placeholder:
+			s.Problem = "only the bootstrap placeholder is installed: waiting for the first push"
 		case now.After(s.NotAfter):
 			s.Problem = fmt.Sprintf("expired on %s", s.NotAfter.UTC().Format(time.RFC3339))
 		case limit.After(s.NotAfter):
