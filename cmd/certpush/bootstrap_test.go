@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"os"
 	"path/filepath"
@@ -50,12 +49,10 @@ func TestBootstrapThenPush(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out bytes.Buffer
-	s.Stdout, s.Stderr = &out, &out
-	err = s.Run(w.fleet.Certnode + " --config " + h.CertnodeConfig + " bootstrap " + certName)
+	out, err := s.CombinedOutput(w.fleet.Certnode + " --config " + h.CertnodeConfig + " bootstrap " + certName)
 	s.Close()
-	if err != nil || !strings.Contains(out.String(), "placeholder") {
-		t.Fatalf("certnode bootstrap: %v\n%s", err, out.String())
+	if err != nil || !strings.Contains(string(out), "placeholder") {
+		t.Fatalf("certnode bootstrap: %v\n%s", err, out)
 	}
 	placeholder, err := bundle.Open(filepath.Join(h.Root, "live", certName))
 	if err != nil || placeholder.Manifest.Source != bundle.SourcePlaceholder {
