@@ -4,9 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -105,13 +107,20 @@ func (in *Installer) owner(c *Cert) (ids, error) {
 // written. Every file is read and checked before anything is written.
 // Errors about what incoming holds wrap ErrBadIncoming.
 func (in *Installer) stage(inc *os.Root, name, id string, c *Cert, own ids) (dir string, err error) {
-	names := append(append([]string{}, bundle.Files...), bundle.ManifestFile)
-	files := make([][]byte, len(names))
-	for i, f := range names {
-		if files[i], err = readIncoming(inc, name+"/"+id+"/"+f); err != nil {
+	contents := map[string][]byte{}
+	for _, f := range append(append([]string{}, bundle.Files...), bundle.ManifestFile) {
+		if contents[f], err = readIncoming(inc, name+"/"+id+"/"+f); err != nil {
 			return "", err
 		}
 	}
+	return in.writeVersion(name, id, contents, c, own)
+}
+
+// writeVersion writes contents (file name to bytes) into a new private
+// directory <root>/archive/<name>/.tmp-<id>-*: the key with key_mode,
+// everything else with cert_mode, each set (and owned) before the first
+// byte is written; then syncs it and opens it to readers (0755).
+func (in *Installer) writeVersion(name, id string, contents map[string][]byte, c *Cert, own ids) (dir string, err error) {
 	parent := in.archiveDir(name)
 	if err := os.MkdirAll(parent, 0o755); err != nil {
 		return "", fmt.Errorf("create %s: %w", parent, err)
@@ -125,8 +134,8 @@ func (in *Installer) stage(inc *os.Root, name, id string, c *Cert, own ids) (dir
 			os.RemoveAll(tmp)
 		}
 	}()
-	for i, f := range names {
-		data := files[i]
+	for _, f := range slices.Sorted(maps.Keys(contents)) {
+		data := contents[f]
 		mode := c.CertMode
 		if f == bundle.KeyFile {
 			mode = c.KeyMode

@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/certpush/certpush/internal/atomicfile"
 	"github.com/certpush/certpush/internal/bundle"
 	"github.com/certpush/certpush/internal/wire"
 )
@@ -60,7 +59,13 @@ func (in *Installer) Bootstrap(ctx context.Context, name string, validity time.D
 	if err != nil {
 		return r, err
 	}
-	tmp, err := in.writeVersion(name, m, mat, c, own)
+	manifest, err := m.Marshal()
+	if err != nil {
+		return r, err
+	}
+	contents := bundle.Contents(mat)
+	contents[bundle.ManifestFile] = manifest
+	tmp, err := in.writeVersion(name, m.ID, contents, c, own)
 	if err != nil {
 		return r, err
 	}
@@ -73,45 +78,4 @@ func (in *Installer) Bootstrap(ctx context.Context, name string, validity time.D
 	}
 	r.Result, r.ID, r.Fingerprint, r.NotAfter = Installed, m.ID, m.Fingerprint, m.NotAfter
 	return r, nil
-}
-
-// writeVersion writes mat and m into a new private directory
-// <root>/archive/<name>/.tmp-<id>-*, as stage does for a bundle from
-// incoming.
-func (in *Installer) writeVersion(name string, m *bundle.Manifest, mat *bundle.Material, c *Cert, own ids) (dir string, err error) {
-	manifest, err := m.Marshal()
-	if err != nil {
-		return "", err
-	}
-	contents := bundle.Contents(mat)
-	contents[bundle.ManifestFile] = manifest
-	parent := in.archiveDir(name)
-	if err := os.MkdirAll(parent, 0o755); err != nil {
-		return "", fmt.Errorf("create %s: %w", parent, err)
-	}
-	tmp, err := os.MkdirTemp(parent, ".tmp-"+m.ID+"-")
-	if err != nil {
-		return "", fmt.Errorf("create temporary directory: %w", err)
-	}
-	defer func() {
-		if err != nil {
-			os.RemoveAll(tmp)
-		}
-	}()
-	for f, data := range contents {
-		mode := c.CertMode
-		if f == bundle.KeyFile {
-			mode = c.KeyMode
-		}
-		if err := writeOwned(filepath.Join(tmp, f), data, mode, own); err != nil {
-			return "", fmt.Errorf("write %s: %w", f, err)
-		}
-	}
-	if err := atomicfile.SyncDir(tmp); err != nil {
-		return "", err
-	}
-	if err := os.Chmod(tmp, 0o755); err != nil {
-		return "", err
-	}
-	return tmp, nil
 }
