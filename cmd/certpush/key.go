@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/certpush/certpush/internal/bundle"
@@ -75,8 +76,17 @@ func (e *env) rotateKey(cfg *inventory.Config) error {
 	if err := e.resignAll(cfg, signer); err != nil {
 		return err
 	}
-	e.note("\nNext:\n  1. on every node, certnode.yaml: trusted_keys: [%q, %q]\n  2. certpush push\n  3. certpush key retire, then remove %s from trusted_keys everywhere", keys[1], keys[0], keys[1])
+	e.note("\nNext:\n  1. on every node, certnode.yaml: %s\n  2. certpush push\n  3. certpush key retire, then remove %s from trusted_keys everywhere", trustedKeysLine(keys[1], keys[0]), keys[1])
 	return nil
+}
+
+// trustedKeysLine is certnode.yaml's trusted_keys line for keys.
+func trustedKeysLine(keys ...string) string {
+	quoted := make([]string, len(keys))
+	for i, k := range keys {
+		quoted[i] = strconv.Quote(k)
+	}
+	return "trusted_keys: [" + strings.Join(quoted, ", ") + "]"
 }
 
 // resignAll adds signer's missing signatures to the current bundle of
@@ -132,13 +142,14 @@ func (e *env) showKeys(cfg *inventory.Config) error {
 		if err != nil {
 			return fmt.Errorf("%s: %w", name, err)
 		}
+		signed := b.Manifest.SigningKeys()
 		var missing []string
 		for _, k := range keys {
-			if !slices.Contains(b.Manifest.SigningKeys(), k) {
+			if !slices.Contains(signed, k) {
 				missing = append(missing, k)
 			}
 		}
-		line := fmt.Sprintf("%s: bundle %s signed by %s", name, b.Manifest.ID, strings.Join(b.Manifest.SigningKeys(), ", "))
+		line := fmt.Sprintf("%s: bundle %s signed by %s", name, b.Manifest.ID, strings.Join(signed, ", "))
 		if len(missing) > 0 {
 			line += "; not by " + strings.Join(missing, ", ") + " (the next push adds them)"
 		}

@@ -1,7 +1,6 @@
 package bundle
 
 import (
-	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/x509"
@@ -210,23 +209,18 @@ var ErrRotating = errors.New("a key rotation is under way")
 // nodes that trust only it keep accepting new bundles. It refuses while
 // an earlier rotation is not retired. A crash part-way leaves either the
 // old state or the new one (the old key is copied before the new one
-// replaces it; a copy equal to the current key is no rotation).
+// replaces it; a copy equal to the current key is no rotation, as
+// NewSigner drops a co-signer equal to the key).
 func RotateKey(dir string) (*Signer, error) {
-	cur, err := readKey(filepath.Join(dir, SigningKeyFile))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("%w in %s (certpush init makes one)", ErrNoSigningKey, dir)
-	}
+	s, err := LoadSigner(dir)
 	if err != nil {
 		return nil, err
 	}
-	old, err := readKey(filepath.Join(dir, OldSigningKeyFile))
-	switch {
-	case err == nil && !bytes.Equal(old, cur):
+	if len(s.keys) > 1 {
 		return nil, fmt.Errorf("%w: the old key %s still signs; retire it first (certpush key retire) once every node trusts %s",
-			ErrRotating, publicKey(old), publicKey(cur))
-	case err != nil && !errors.Is(err, fs.ErrNotExist):
-		return nil, err
+			ErrRotating, publicKey(s.keys[1]), s.PublicKey())
 	}
+	cur := s.keys[0]
 	_, key, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		return nil, err

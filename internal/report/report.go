@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"cmp"
 	_ "embed"
+	"encoding/hex"
 	"fmt"
 	"html/template"
 	"io"
@@ -190,17 +191,14 @@ func makeRow(r verify.Report, hash string) row {
 	return w
 }
 
-// colonHex renders lowercase hex as openssl prints fingerprints.
+// colonHex renders a lowercase hex digest (a report's Served or Want) as
+// openssl prints fingerprints; what is not hex is shown as it is.
 func colonHex(h string) string {
-	h = strings.ToUpper(h)
-	var b strings.Builder
-	for i := 0; i < len(h); i += 2 {
-		if i > 0 {
-			b.WriteByte(':')
-		}
-		b.WriteString(h[i:min(i+2, len(h))])
+	sum, err := hex.DecodeString(h)
+	if err != nil {
+		return h
 	}
-	return b.String()
+	return verify.Colons(sum)
 }
 
 // short is a fingerprint's first eight bytes, enough to tell two apart.

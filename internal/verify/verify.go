@@ -155,11 +155,17 @@ func Format(der []byte, hash string) (string, error) {
 	default:
 		return "", fmt.Errorf("unknown fingerprint hash %q (want md5, sha1 or sha256)", hash)
 	}
+	return Colons(sum), nil
+}
+
+// Colons renders a digest as openssl prints fingerprints: uppercase hex
+// pairs joined by colons.
+func Colons(sum []byte) string {
 	parts := make([]string, len(sum))
 	for i, b := range sum {
 		parts[i] = fmt.Sprintf("%02X", b)
 	}
-	return strings.Join(parts, ":"), nil
+	return strings.Join(parts, ":")
 }
 
 // DefaultSNI returns the name to send when probing a certificate for
