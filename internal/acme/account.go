@@ -17,7 +17,8 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/go-acme/lego/v4/registration"
+	legoacme "github.com/go-acme/lego/v5/acme"
+	"github.com/go-acme/lego/v5/registration"
 
 	"github.com/certpush/certpush/internal/atomicfile"
 	"github.com/certpush/certpush/internal/bundle"
@@ -33,17 +34,33 @@ type account struct {
 	dir   string
 	email string
 	key   crypto.Signer
-	reg   *registration.Resource
+	reg   *accountRegistration
 }
 
-func (a *account) GetEmail() string                        { return a.email }
-func (a *account) GetRegistration() *registration.Resource { return a.reg }
+func (a *account) GetEmail() string { return a.email }
+
+// GetRegistration gives lego the account's URL (its key id), or nil before
+// registration.
+func (a *account) GetRegistration() *legoacme.ExtendedAccount {
+	if a.reg == nil {
+		return nil
+	}
+	return &legoacme.ExtendedAccount{Account: a.reg.Body, Location: a.reg.URI}
+}
 
 // accountFile is account.json.
 type accountFile struct {
-	Directory    string                 `json:"directory"`
-	Email        string                 `json:"email,omitempty"`
-	Registration *registration.Resource `json:"registration"`
+	Directory    string               `json:"directory"`
+	Email        string               `json:"email,omitempty"`
+	Registration *accountRegistration `json:"registration"`
+}
+
+// accountRegistration is the account as the CA answered its registration,
+// stored as {"body": ..., "uri": ...} (the layout of account.json files
+// written by earlier versions, kept so that they still load).
+type accountRegistration struct {
+	Body legoacme.Account `json:"body"`
+	URI  string           `json:"uri,omitempty"`
 }
 
 // accountDir is <stateDir>/acme/<directory host and path>/<email>.
@@ -110,32 +127,34 @@ func (c *Client) loadOrRegister(ctx context.Context) (*account, error) {
 		return nil, fmt.Errorf("read account: %w", err)
 	}
 
-	cl, err := c.legoClient(ctx, a, "")
+	cl, err := c.legoClient(ctx, a)
 	if err != nil {
 		return nil, err
 	}
-	if tos := cl.GetToSURL(); tos != "" {
+	meta := cl.GetServerMetadata()
+	if tos := meta.TermsOfService; tos != "" {
 		c.log.Info("acme: agreeing to the CA's terms of service", "url", tos)
 	}
-	var reg *registration.Resource
+	var ext *legoacme.ExtendedAccount
 	if c.cfg.EAB != nil {
-		reg, err = cl.Registration.RegisterWithExternalAccountBinding(registration.RegisterEABOptions{
+		ext, err = cl.Registration.RegisterWithExternalAccountBinding(ctx, registration.RegisterEABOptions{
 			TermsOfServiceAgreed: true,
 			Kid:                  c.cfg.EAB.KID,
 			HmacEncoded:          c.cfg.EAB.HMACKey,
 		})
 	} else {
-		if cl.GetExternalAccountRequired() {
+		if meta.ExternalAccountRequired {
 			return nil, fmt.Errorf("%w: the CA requires an external account binding (eab)", ErrConfig)
 		}
-		reg, err = cl.Registration.Register(registration.RegisterOptions{TermsOfServiceAgreed: true})
+		ext, err = cl.Registration.Register(ctx, registration.RegisterOptions{TermsOfServiceAgreed: true})
 	}
 	if err != nil {
 		return nil, fmt.Errorf("register acme account: %w", err)
 	}
-	if reg == nil || reg.URI == "" {
+	if ext == nil || ext.Location == "" {
 		return nil, errors.New("register acme account: no account URL in the answer")
 	}
+	reg := &accountRegistration{Body: ext.Account, URI: ext.Location}
 	out, err := json.MarshalIndent(accountFile{Directory: c.cfg.Directory, Email: c.cfg.Email, Registration: reg}, "", "  ")
 	if err != nil {
 		return nil, err

@@ -26,13 +26,13 @@ import (
 	"sync"
 	"time"
 
-	"github.com/go-acme/lego/v4/acme/api"
-	"github.com/go-acme/lego/v4/certcrypto"
-	"github.com/go-acme/lego/v4/certificate"
-	"github.com/go-acme/lego/v4/challenge"
-	"github.com/go-acme/lego/v4/challenge/dns01"
-	"github.com/go-acme/lego/v4/challenge/http01"
-	"github.com/go-acme/lego/v4/lego"
+	"github.com/go-acme/lego/v5/acme/api"
+	"github.com/go-acme/lego/v5/certcrypto"
+	"github.com/go-acme/lego/v5/certificate"
+	"github.com/go-acme/lego/v5/challenge"
+	"github.com/go-acme/lego/v5/challenge/dns01"
+	"github.com/go-acme/lego/v5/challenge/http01"
+	"github.com/go-acme/lego/v5/lego"
 )
 
 // Challenge types and HTTP-01 modes.
@@ -232,7 +232,7 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 }
 
 // legoClient makes a lego client whose requests to the CA end with ctx.
-func (c *Client) legoClient(ctx context.Context, acct *account, keyType certcrypto.KeyType) (*lego.Client, error) {
+func (c *Client) legoClient(ctx context.Context, acct *account) (*lego.Client, error) {
 	lc := lego.NewConfig(acct)
 	lc.CADirURL = c.cfg.Directory
 	lc.UserAgent = c.cfg.UserAgent
@@ -240,7 +240,6 @@ func (c *Client) legoClient(ctx context.Context, acct *account, keyType certcryp
 		Transport: ctxTransport{ctx: ctx, base: c.base},
 		Timeout:   2 * c.cfg.HTTPTimeout,
 	}
-	lc.Certificate.KeyType = keyType
 	setLegoLogger(c.log)
 	cl, err := lego.NewClient(lc)
 	if err != nil {
@@ -249,8 +248,8 @@ func (c *Client) legoClient(ctx context.Context, acct *account, keyType certcryp
 	return cl, nil
 }
 
-// ctxTransport ends every request when ctx ends: lego's calls take no
-// context of their own.
+// ctxTransport ends every request when ctx ends, also those lego makes
+// without a context of its own (the directory, in lego.NewClient).
 type ctxTransport struct {
 	ctx  context.Context
 	base http.RoundTripper
@@ -300,7 +299,7 @@ func (c *Client) Obtain(ctx context.Context, req Request) (*Certificate, error) 
 		return nil, err
 	}
 
-	cl, err := c.legoClient(ctx, c.acct, kt)
+	cl, err := c.legoClient(ctx, c.acct)
 	if err != nil {
 		return nil, err
 	}
@@ -310,15 +309,19 @@ func (c *Client) Obtain(ctx context.Context, req Request) (*Certificate, error) 
 
 	or := certificate.ObtainRequest{
 		Domains:        req.Domains,
+		KeyType:        kt,
 		Bundle:         false,
 		PreferredChain: req.PreferredChain,
+		// The first name as subject common name, as before lego v5
+		// turned it off by default.
+		EnableCommonName: true,
 	}
 	if req.ReplacesCert != nil {
 		// "replaces" only goes to a CA that offers ARI; lego answers
 		// api.ErrNoARI from the directory it already has.
-		_, err := cl.Certificate.GetRenewalInfo(certificate.RenewalInfoRequest{Cert: req.ReplacesCert})
+		_, err := cl.Certificate.GetRenewalInfo(ctx, req.ReplacesCert)
 		if !errors.Is(err, api.ErrNoARI) {
-			id, err := certificate.MakeARICertID(req.ReplacesCert)
+			id, err := api.MakeARICertID(req.ReplacesCert)
 			if err != nil {
 				return nil, fmt.Errorf("certificate id for replaces: %w", err)
 			}
@@ -328,7 +331,7 @@ func (c *Client) Obtain(ctx context.Context, req Request) (*Certificate, error) 
 
 	start := time.Now()
 	c.log.Info("acme order", "cert", name, "domains", req.Domains, "challenge", req.Challenge.Type, "key_type", strings.ToLower(orDefault(req.KeyType, DefaultKeyType)), "replaces", or.ReplacesCertID)
-	res, err := cl.Certificate.Obtain(or)
+	res, err := cl.Certificate.Obtain(ctx, or)
 	if err != nil {
 		if cerr := ctx.Err(); cerr != nil {
 			return nil, fmt.Errorf("obtain %s: %w (%v)", name, cerr, err)
@@ -397,18 +400,21 @@ func (c *Client) setChallenge(ctx context.Context, cl *lego.Client, req Request)
 			return err
 		}
 		p = withTimeout(p, ch.PropagationTimeout)
-		rs := resolvers(ch.Resolvers)
+		// lego's resolvers are process-wide; a new client also forgets
+		// the zones found for an earlier Obtain.
+		dopts := dns01.NewOptions()
+		dopts.RecursiveNameservers = resolvers(ch.Resolvers)
+		dns01.SetDefaultClient(dns01.NewClient(dopts))
 		opts := []dns01.ChallengeOption{
-			dns01.CondOption(len(rs) > 0, dns01.AddRecursiveNameservers(rs)),
-			// Given resolvers must see the records too (lego's default
-			// checks the authoritative servers only).
-			dns01.CondOption(len(ch.Resolvers) > 0, dns01.RecursiveNSsPropagationRequirement()),
-			dns01.CondOption(ch.DisablePropagationCheck, dns01.DisableAuthoritativeNssPropagationRequirement()),
-			dns01.WrapPreCheck(func(domain, fqdn, value string, check dns01.PreCheckFunc) (bool, error) {
+			// Given resolvers must see the records too; without them only
+			// the authoritative servers are checked.
+			dns01.CondOptions(len(ch.Resolvers) == 0, dns01.DisableRecursiveNSsPropagationRequirement()),
+			dns01.CondOptions(ch.DisablePropagationCheck, dns01.DisableAuthoritativeNssPropagationRequirement()),
+			dns01.WrapPreCheck(func(pctx context.Context, domain, fqdn, value string, check dns01.PreCheckFunc) (bool, error) {
 				if err := ctx.Err(); err != nil {
 					return true, err // stops lego's wait
 				}
-				return check(fqdn, value)
+				return check(pctx, fqdn, value)
 			}),
 		}
 		if err := cl.Challenge.SetDNS01Provider(p, opts...); err != nil {
@@ -418,7 +424,7 @@ func (c *Client) setChallenge(ctx context.Context, cl *lego.Client, req Request)
 	}
 	var p challenge.Provider
 	if ch.Mode == ModeWebrootPush {
-		p = &publisherProvider{ctx: ctx, pub: ch.Publisher, log: c.log}
+		p = &publisherProvider{pub: ch.Publisher, log: c.log}
 	} else {
 		host, port, _ := net.SplitHostPort(ch.Address)
 		p = http01.NewProviderServer(host, port)
@@ -430,4 +436,4 @@ func (c *Client) setChallenge(ctx context.Context, cl *lego.Client, req Request)
 }
 
 // account is the ACME account, as lego's registration.User.
-func (a *account) GetPrivateKey() crypto.PrivateKey { return a.key }
+func (a *account) GetPrivateKey() crypto.Signer { return a.key }

@@ -2,17 +2,15 @@ package acme
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"sync/atomic"
 
-	legolog "github.com/go-acme/lego/v4/log"
+	legolog "github.com/go-acme/lego/v5/log"
 )
 
-// lego logs through one process-wide logger. It is pointed once at
-// legoLogger, which forwards to the slog.Logger of the latest Client.
+// lego logs through one process-wide slog.Logger. It is pointed once at
+// legoHandler, which forwards to the slog.Logger of the latest Client.
 var (
 	legoLogOnce sync.Once
 	legoSlog    atomic.Pointer[slog.Logger]
@@ -20,37 +18,50 @@ var (
 
 func setLegoLogger(l *slog.Logger) {
 	legoSlog.Store(l)
-	legoLogOnce.Do(func() { legolog.Logger = legoLogger{} })
+	legoLogOnce.Do(func() { legolog.SetDefault(slog.New(legoHandler{})) })
 }
 
-// legoLogger implements lego's log.StdLogger. lego's step-by-step "[INFO] "
-// lines are debug messages here (certpush logs the order and the result
-// itself); "[WARN] " lines stay warnings; Fatal lines are logged as errors
-// and never end the process.
-type legoLogger struct{}
+// legoHandler is the slog.Handler of lego's logger. lego's step-by-step
+// info lines are debug messages here (certpush logs the order and the
+// result itself); warnings and errors keep their level. Each record gets
+// component=lego.
+type legoHandler struct {
+	attrs []slog.Attr
+}
 
-func (legoLogger) emit(level slog.Level, msg string) {
+func legoLevel(l slog.Level) slog.Level {
+	if l == slog.LevelInfo {
+		return slog.LevelDebug
+	}
+	return l
+}
+
+func (h legoHandler) Enabled(ctx context.Context, level slog.Level) bool {
+	l := legoSlog.Load()
+	return l != nil && l.Enabled(ctx, legoLevel(level))
+}
+
+func (h legoHandler) Handle(ctx context.Context, r slog.Record) error {
 	l := legoSlog.Load()
 	if l == nil {
-		return
+		return nil
 	}
-	msg = strings.TrimRight(msg, "\n")
-	switch {
-	case strings.HasPrefix(msg, "[INFO] "):
-		level, msg = slog.LevelDebug, msg[len("[INFO] "):]
-	case strings.HasPrefix(msg, "[WARN] "):
-		level, msg = slog.LevelWarn, msg[len("[WARN] "):]
+	out := slog.NewRecord(r.Time, legoLevel(r.Level), r.Message, r.PC)
+	out.AddAttrs(slog.String("component", "lego"))
+	out.AddAttrs(h.attrs...)
+	r.Attrs(func(a slog.Attr) bool {
+		out.AddAttrs(a)
+		return true
+	})
+	if !l.Handler().Enabled(ctx, out.Level) {
+		return nil
 	}
-	l.Log(context.Background(), level, msg, "component", "lego")
+	return l.Handler().Handle(ctx, out)
 }
 
-func (g legoLogger) Fatal(args ...any)   { g.emit(slog.LevelError, fmt.Sprint(args...)) }
-func (g legoLogger) Fatalln(args ...any) { g.emit(slog.LevelError, fmt.Sprintln(args...)) }
-func (g legoLogger) Fatalf(format string, args ...any) {
-	g.emit(slog.LevelError, fmt.Sprintf(format, args...))
+func (h legoHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return legoHandler{attrs: append(append([]slog.Attr(nil), h.attrs...), attrs...)}
 }
-func (g legoLogger) Print(args ...any)   { g.emit(slog.LevelInfo, fmt.Sprint(args...)) }
-func (g legoLogger) Println(args ...any) { g.emit(slog.LevelInfo, fmt.Sprintln(args...)) }
-func (g legoLogger) Printf(format string, args ...any) {
-	g.emit(slog.LevelInfo, fmt.Sprintf(format, args...))
-}
+
+// WithGroup keeps the group's attributes flat: lego's lines are few.
+func (h legoHandler) WithGroup(string) slog.Handler { return h }

@@ -39,20 +39,19 @@ type Publisher interface {
 
 // publisherProvider is lego's challenge.Provider over a Publisher.
 type publisherProvider struct {
-	ctx context.Context
 	pub Publisher
 	log *slog.Logger
 }
 
-func (p *publisherProvider) Present(domain, token, keyAuth string) error {
+func (p *publisherProvider) Present(ctx context.Context, domain, token, keyAuth string) error {
 	if !http01.ValidToken(token) {
 		return errBadToken
 	}
 	p.log.Info("acme http-01: publishing token", "domain", domain, "path", http01.ChallengePath(token))
-	if err := p.pub.Publish(p.ctx, token, []byte(keyAuth)); err != nil {
+	if err := p.pub.Publish(ctx, token, []byte(keyAuth)); err != nil {
 		// lego cleans up only after a successful Present; hosts that did
 		// get the file must lose it again.
-		if uerr := p.unpublish(token); uerr != nil {
+		if uerr := p.unpublish(ctx, token); uerr != nil {
 			p.log.Warn("acme http-01: removing token after failed publish", "domain", domain, "err", uerr)
 		}
 		return err
@@ -60,21 +59,21 @@ func (p *publisherProvider) Present(domain, token, keyAuth string) error {
 	return nil
 }
 
-func (p *publisherProvider) CleanUp(domain, token, _ string) error {
+func (p *publisherProvider) CleanUp(ctx context.Context, domain, token, _ string) error {
 	if !http01.ValidToken(token) {
 		return errBadToken
 	}
 	p.log.Info("acme http-01: removing token", "domain", domain, "path", http01.ChallengePath(token))
-	return p.unpublish(token)
+	return p.unpublish(ctx, token)
 }
 
 // unpublishTimeout bounds the removal of a token.
 const unpublishTimeout = time.Minute
 
-// unpublish removes token also when p.ctx has ended: the files must not
+// unpublish removes token also when ctx has ended: the files must not
 // stay.
-func (p *publisherProvider) unpublish(token string) error {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(p.ctx), unpublishTimeout)
+func (p *publisherProvider) unpublish(ctx context.Context, token string) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), unpublishTimeout)
 	defer cancel()
 	return p.pub.Unpublish(ctx, token)
 }

@@ -7,8 +7,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/go-acme/lego/v4/acme/api"
-	"github.com/go-acme/lego/v4/certificate"
+	"github.com/go-acme/lego/v5/acme/api"
 )
 
 // RenewalWindow is the CA's ACME Renewal Information for one certificate
@@ -30,11 +29,11 @@ func (c *Client) RenewalInfo(ctx context.Context, cert *x509.Certificate) (*Rene
 	if cert == nil {
 		return nil, fmt.Errorf("%w: no certificate", ErrConfig)
 	}
-	cl, err := c.legoClient(ctx, c.acct, "")
+	cl, err := c.legoClient(ctx, c.acct)
 	if err != nil {
 		return nil, err
 	}
-	info, err := cl.Certificate.GetRenewalInfo(certificate.RenewalInfoRequest{Cert: cert})
+	info, err := cl.Certificate.GetRenewalInfo(ctx, cert)
 	if errors.Is(err, api.ErrNoARI) {
 		return nil, ErrNoARI
 	}

@@ -3,11 +3,13 @@ package acme
 import (
 	"crypto/x509"
 	"errors"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/go-acme/lego/v4/challenge"
+	"github.com/go-acme/lego/v5/challenge"
+	legolog "github.com/go-acme/lego/v5/log"
 )
 
 func TestDue(t *testing.T) {
@@ -142,5 +144,44 @@ func TestDNSProviderByName(t *testing.T) {
 		t.Error("no Timeout")
 	} else if timeout, _ := to.Timeout(); timeout != 42*time.Second {
 		t.Errorf("timeout %s", timeout)
+	}
+}
+
+// Providers left out of the build are refused with the reason; lego's
+// other names for a provider still work.
+func TestDNSProviderExcluded(t *testing.T) {
+	for _, name := range excludedProviders {
+		_, err := dnsProvider(name)
+		if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "not included in this build") {
+			t.Errorf("%s: %v, want ErrConfig saying it is not included", name, err)
+		}
+	}
+	t.Setenv("RFC2136_NAMESERVER", "127.0.0.1:53")
+	for _, name := range []string{"rfc2136", "dnsupdate"} {
+		if p, err := dnsProvider(name); err != nil || p == nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
+
+// lego's info lines become debug lines tagged component=lego; its
+// warnings stay warnings.
+func TestLegoLogLevels(t *testing.T) {
+	var buf strings.Builder
+	setLegoLogger(slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	t.Cleanup(func() { setLegoLogger(nil) })
+	legolog.Info("step one", slog.String("domain", "a.example"))
+	legolog.Warn("careful")
+	out := buf.String()
+	for _, want := range []string{`level=DEBUG msg="step one" component=lego domain=a.example`, `level=WARN msg=careful component=lego`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("log %q lacks %q", out, want)
+		}
+	}
+	buf.Reset()
+	setLegoLogger(slog.New(slog.NewTextHandler(&buf, nil)))
+	legolog.Info("hidden at info level")
+	if buf.Len() != 0 {
+		t.Errorf("lego info line shown at info level: %q", buf.String())
 	}
 }
