@@ -48,10 +48,8 @@ done
 
 for arch in $ARCHES; do
 	mkdir -p "$STAGE/$arch"
-	for p in certpush certnode; do
-		CGO_ENABLED=0 GOOS=linux GOARCH=$arch "$GO" build -trimpath \
-			-ldflags "-s -w -X main.version=$VERSION" -o "$STAGE/$arch/$p" "./cmd/$p"
-	done
+	CGO_ENABLED=0 GOOS=linux GOARCH=$arch "$GO" build -trimpath \
+		-ldflags "-s -w -X main.version=$VERSION" -o "$STAGE/$arch/" ./cmd/certpush ./cmd/certnode
 	for p in certpush certnode; do
 		ARCH=$arch "$GO" tool -modfile=tools/go.mod nfpm package --config "packaging/$p.yaml" --packager deb \
 			--target "$DIST/${p}_${VERSION}_$arch.deb" >/dev/null

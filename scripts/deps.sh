@@ -3,11 +3,12 @@
 # real: OpenSSH sshd, nginx, pebble (ACME test server) and certbot; sudo
 # for the least-privilege tests, ip and nft for the network-namespace
 # tests (test/faults); promtool (Debian prometheus) for the alerting rules'
-# tests (contrib/prometheus).
+# tests (contrib/prometheus); lintian and systemd-analyze (Debian systemd)
+# for the package test (test/pkg).
 # Does nothing when everything is already there.
 set -euo pipefail
 
-packages=(openssh-server openssh-client nginx-light pebble certbot sudo nftables iproute2 prometheus)
+packages=(openssh-server openssh-client nginx-light pebble certbot sudo nftables iproute2 prometheus lintian systemd)
 need=()
 command -v /usr/sbin/sshd >/dev/null || need+=(openssh-server)
 [ -x /usr/lib/openssh/sftp-server ] || need+=(openssh-server)
@@ -20,6 +21,8 @@ command -v sudo >/dev/null || need+=(sudo)
 command -v nft >/dev/null || [ -x /usr/sbin/nft ] || need+=(nftables)
 command -v ip >/dev/null || [ -x /usr/sbin/ip ] || [ -x /sbin/ip ] || need+=(iproute2)
 command -v promtool >/dev/null || need+=(prometheus)
+command -v lintian >/dev/null || need+=(lintian)
+command -v systemd-analyze >/dev/null || need+=(systemd)
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi
