@@ -1,10 +1,23 @@
 GO      ?= go
 BIN     := bin
-VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: all build test demo lint deps fuzz bench clean
+# make install: for systems without the Debian packages.
+PREFIX  ?= /usr/local
+DESTDIR ?=
+BINDIR  := $(PREFIX)/bin
+LIBDIR  := $(PREFIX)/lib
+SHAREDIR := $(PREFIX)/share
+UNITDIR ?= $(LIBDIR)/systemd/system
+
+# make deb: packages for each of DEB_ARCH into DIST (see docs/packages.md).
+DEB_VERSION ?= $(shell packaging/version.sh)
+DEB_ARCH    ?= amd64 arm64
+DIST        ?= dist
+
+.PHONY: all build test demo lint deps fuzz bench clean deb install
 
 all: build
 
@@ -39,5 +52,32 @@ fuzz:
 bench:
 	bench/run.sh
 
+# certpush_<version>_<arch>.deb and certnode_<version>_<arch>.deb, built
+# with nfpm (pinned in tools/go.mod).
+deb:
+	GO='$(GO)' VERSION='$(DEB_VERSION)' ARCHES='$(DEB_ARCH)' DIST='$(DIST)' packaging/deb.sh
+
+# The binaries, hooks, units and example configs under PREFIX (default
+# /usr/local; DESTDIR for staging). Nothing in /etc is touched: copy the
+# examples from $(SHAREDIR)/doc/certpush/examples.
+install: build
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR)/certpush $(DESTDIR)$(UNITDIR) \
+		$(DESTDIR)$(SHAREDIR)/certpush $(DESTDIR)$(SHAREDIR)/doc/certpush/examples
+	install -m 0755 $(BIN)/certpush $(BIN)/certnode $(DESTDIR)$(BINDIR)/
+	for f in certnode-forced-command certbot-deploy-certpush; do \
+		sed -e 's|/usr/local/bin/|$(BINDIR)/|g' -e 's|/usr/local/lib/certpush/|$(LIBDIR)/certpush/|g' hooks/$$f \
+			>$(DESTDIR)$(LIBDIR)/certpush/$$f && chmod 0755 $(DESTDIR)$(LIBDIR)/certpush/$$f || exit 1; \
+	done
+	for f in sudoers.certnode sshd_config.certpush; do \
+		sed -e 's|/usr/local/bin/|$(BINDIR)/|g' -e 's|/usr/local/lib/certpush/|$(LIBDIR)/certpush/|g' hooks/$$f \
+			>$(DESTDIR)$(SHAREDIR)/certpush/$$f && chmod 0644 $(DESTDIR)$(SHAREDIR)/certpush/$$f || exit 1; \
+	done
+	for f in packaging/systemd/*.service packaging/systemd/*.timer; do \
+		sed -e 's|/usr/bin/|$(BINDIR)/|g' -e 's|/usr/share/doc/cert[a-z]*/|$(SHAREDIR)/doc/certpush/|g' $$f \
+			>$(DESTDIR)$(UNITDIR)/$${f##*/} && chmod 0644 $(DESTDIR)$(UNITDIR)/$${f##*/} || exit 1; \
+	done
+	install -m 0644 inventory/certpush.yaml inventory/certnode.yaml $(DESTDIR)$(SHAREDIR)/doc/certpush/examples/
+	install -m 0644 docs/packages.md $(DESTDIR)$(SHAREDIR)/doc/certpush/
+
 clean:
-	rm -rf $(BIN)
+	rm -rf $(BIN) build $(DIST)

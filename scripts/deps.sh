@@ -4,11 +4,12 @@
 # for the least-privilege tests, ip and nft for the network-namespace
 # tests (test/faults); promtool (Debian prometheus) for the alerting rules'
 # tests (contrib/prometheus); headless chromium to render status --html's
-# page.
+# page; lintian and systemd-analyze (Debian systemd) for the package test
+# (test/pkg).
 # Does nothing when everything is already there.
 set -euo pipefail
 
-packages=(openssh-server openssh-client nginx-light pebble certbot sudo nftables iproute2 prometheus chromium)
+packages=(openssh-server openssh-client nginx-light pebble certbot sudo nftables iproute2 prometheus chromium lintian systemd)
 need=()
 command -v /usr/sbin/sshd >/dev/null || need+=(openssh-server)
 [ -x /usr/lib/openssh/sftp-server ] || need+=(openssh-server)
@@ -22,6 +23,8 @@ command -v nft >/dev/null || [ -x /usr/sbin/nft ] || need+=(nftables)
 command -v ip >/dev/null || [ -x /usr/sbin/ip ] || [ -x /sbin/ip ] || need+=(iproute2)
 command -v promtool >/dev/null || need+=(prometheus)
 command -v chromium >/dev/null || need+=(chromium)
+command -v lintian >/dev/null || need+=(lintian)
+command -v systemd-analyze >/dev/null || need+=(systemd)
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi

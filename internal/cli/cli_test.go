@@ -156,6 +156,10 @@ func TestVersion(t *testing.T) {
 		{bi: debug.BuildInfo{Main: debug.Module{Version: "(devel)"}, Settings: []debug.BuildSetting{
 			{Key: "vcs.revision", Value: "0123456789abcdef0123"}, {Key: "vcs.modified", Value: "true"}}}, want: "dev-0123456789ab-dirty"},
 		{bi: debug.BuildInfo{Settings: []debug.BuildSetting{{Key: "vcs.revision", Value: "abc"}}}, want: "dev-abc"},
+		// go build (Go 1.24 and later) in a git checkout: the module version
+		// is a pseudo-version naming the commit, "+dirty" when modified.
+		{bi: debug.BuildInfo{Main: debug.Module{Version: "v0.0.0-20261203074510-ab7c839519f2+dirty"}, Settings: []debug.BuildSetting{
+			{Key: "vcs.revision", Value: "ab7c839519f2aaaaaaaaaaaaaaaaaaaaaaaaaaaa"}, {Key: "vcs.modified", Value: "true"}}}, want: "v0.0.0-20261203074510-ab7c839519f2+dirty"},
 	}
 	for _, tc := range testCases {
 		if got := versionOf(&tc.bi); got != tc.want {

@@ -3,8 +3,10 @@ package cli
 import "runtime/debug"
 
 // Version is what a binary's version command prints: linked when the build
-// set it (make links -X main.version=...), else the module version, else
-// "dev-" and the VCS revision Go recorded in the binary, else "dev".
+// set it (make links -X main.version=...), else the module version (a plain
+// `go build` in a git checkout records a pseudo-version naming the commit,
+// with "+dirty" for a modified work tree), else "dev-" and the VCS revision
+// Go recorded in the binary, else "dev".
 func Version(linked string) string {
 	if linked != "" {
 		return linked
