@@ -6,6 +6,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/certpush/certpush/internal/bundle"
 	"github.com/certpush/certpush/internal/cli"
 	"github.com/certpush/certpush/internal/install"
 	"github.com/certpush/certpush/internal/wire"
@@ -18,10 +19,18 @@ func (e *env) installCommand() *cli.Command {
 		Short: "verify and install the newest bundle waiting for each certificate",
 		Long: `Verify and install the newest bundle waiting for each certificate NAME
 (default: every configured one), then test, reload and verify over TLS;
-roll back on any failure. Exit 1 if any certificate failed.`,
+roll back on any failure. Exit 1 if any certificate failed.
+
+With --stdin the bundle comes on standard input as certpush's bundle
+stream (one NAME and --id needed) instead of from incoming: certpush
+pushes install: now hosts this way, in the one command of the push. It is
+verified in memory (signature, sizes, hashes, names, dates) before
+anything is written; --dry-run stops there.`,
 	}
 	force := c.Flags.Bool("force", false, "install even if already installed or older than the installed certificate")
 	id := c.Flags.String("id", "", "install the bundle with this `id` (needs exactly one NAME)")
+	stdin := c.Flags.Bool("stdin", false, "read the bundle from standard input (certpush's bundle stream), not from incoming")
+	dryRun := c.Flags.Bool("dry-run", false, "with --stdin: verify and report what would be done, change nothing")
 	asJSON := c.Flags.Bool("json", false, `print {"results":[...]} on stdout`)
 	metricsFile := c.Flags.String("metrics-file", "", "write Prometheus metrics to `file` (node_exporter textfile collector)")
 	c.Run = func(ctx context.Context, names []string) error {
@@ -31,9 +40,21 @@ roll back on any failure. Exit 1 if any certificate failed.`,
 		if *id != "" && !wire.ValidID(*id) {
 			return cli.Usagef("--id %q is not a bundle id (16 lowercase hex digits)", *id)
 		}
+		if *stdin && (*id == "" || len(names) != 1) {
+			return cli.Usagef("--stdin needs --id and exactly one certificate NAME")
+		}
+		if *dryRun && !*stdin {
+			return cli.Usagef("--dry-run works with --stdin only")
+		}
 		cfg, err := e.loadConfig()
 		if err != nil {
 			return err
+		}
+		opts := install.Options{Force: *force, ID: *id, DryRun: *dryRun}
+		if *stdin {
+			if opts.Contents, err = wire.DecodeStream(e.stdin, bundleStreamFiles, bundle.MaxFileSize); err != nil {
+				return fmt.Errorf("read the bundle from standard input: %w (nothing was changed)", err)
+			}
 		}
 		for _, n := range names {
 			if _, ok := cfg.Certs[n]; !ok {
@@ -41,7 +62,7 @@ roll back on any failure. Exit 1 if any certificate failed.`,
 			}
 		}
 		in := e.installer(cfg)
-		results, err := in.Install(ctx, names, install.Options{Force: *force, ID: *id})
+		results, err := in.Install(ctx, names, opts)
 		if err != nil {
 			return err
 		}
@@ -66,6 +87,9 @@ roll back on any failure. Exit 1 if any certificate failed.`,
 	}
 	return c
 }
+
+// bundleStreamFiles are the files of a bundle stream, the manifest first.
+var bundleStreamFiles = append([]string{bundle.ManifestFile}, bundle.Files...)
 
 func (e *env) printResults(results []install.Result, asJSON bool) error {
 	if asJSON {

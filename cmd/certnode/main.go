@@ -34,13 +34,14 @@ func main() {
 
 // env holds what every command needs.
 type env struct {
+	stdin          io.Reader // install --stdin reads a bundle stream here
 	stdout, stderr io.Writer
 	log            *slog.Logger
 	configPath     string
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	e := &env{stdout: stdout, stderr: stderr, log: slog.New(slog.DiscardHandler)}
+	e := &env{stdin: os.Stdin, stdout: stdout, stderr: stderr, log: slog.New(slog.DiscardHandler)}
 	p := &cli.Program{
 		Name:    "certnode",
 		Summary: "certnode installs the certificates certpush pushes to this host.",

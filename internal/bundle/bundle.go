@@ -18,10 +18,23 @@ import (
 	"github.com/certpush/certpush/internal/wire"
 )
 
-// Bundle is a bundle directory and its manifest.
+// Bundle is a bundle directory and its manifest, or a bundle held in
+// memory (FromContents), which has no Dir.
 type Bundle struct {
 	Dir      string
 	Manifest *Manifest
+	contents map[string][]byte
+}
+
+// FromContents is the bundle made of contents (file name to bytes, the
+// manifest included), as a stream brings it: nothing is on disk. Like
+// Open, it parses only the manifest: call Verify for the rest.
+func FromContents(contents map[string][]byte) (*Bundle, error) {
+	m, err := ParseManifest(contents[ManifestFile])
+	if err != nil {
+		return nil, err
+	}
+	return &Bundle{Manifest: m, contents: contents}, nil
 }
 
 // Open reads and parses dir/manifest.json. It does not check the files:
@@ -41,6 +54,13 @@ func Open(dir string) (*Bundle, error) {
 // ReadFile reads one file of the bundle. Only regular files are read
 // (symlinks are refused) and no more than MaxFileSize bytes.
 func (b *Bundle) ReadFile(name string) ([]byte, error) {
+	if b.contents != nil {
+		data, ok := b.contents[name]
+		if !ok {
+			return nil, fmt.Errorf("%s: %w", name, fs.ErrNotExist)
+		}
+		return data, nil
+	}
 	return readRegular(filepath.Join(b.Dir, name))
 }
 

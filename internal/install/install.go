@@ -29,12 +29,13 @@ import (
 
 // Results of installing one certificate: the wire contract's values.
 const (
-	Installed  = wire.Installed
-	Unchanged  = wire.Unchanged
-	Nothing    = wire.Nothing
-	Refused    = wire.Refused
-	RolledBack = wire.RolledBack
-	Failed     = wire.Failed
+	Installed    = wire.Installed
+	Unchanged    = wire.Unchanged
+	Nothing      = wire.Nothing
+	WouldInstall = wire.WouldInstall
+	Refused      = wire.Refused
+	RolledBack   = wire.RolledBack
+	Failed       = wire.Failed
 )
 
 // Errors carried by Result.Err, checked with errors.Is.
@@ -68,6 +69,13 @@ type Options struct {
 	// ID picks <incoming>/<name>/<ID> instead of the newest bundle. It
 	// needs exactly one name.
 	ID string
+	// Contents, when set, is the bundle ID itself (file name to bytes, as
+	// a bundle stream brings it) instead of one from incoming. It is
+	// verified in memory before anything is written.
+	Contents map[string][]byte
+	// DryRun, with Contents, verifies and decides as an install would
+	// and stops there: the result is WouldInstall, Unchanged or Refused.
+	DryRun bool
 }
 
 // Installer installs certificates as its Config says. Logger and Now may
@@ -106,10 +114,21 @@ func (in *Installer) Install(ctx context.Context, names []string, opts Options) 
 			return nil, fmt.Errorf("bundle id %q is not 16 lowercase hex digits", opts.ID)
 		}
 	}
+	if (opts.Contents != nil || opts.DryRun) && opts.ID == "" {
+		return nil, errors.New("installing a bundle from a stream, or a dry run, needs its id")
+	}
+	if opts.DryRun && opts.Contents == nil {
+		return nil, errors.New("a dry run needs the bundle's contents")
+	}
 	if len(names) == 0 {
 		names = in.Config.Names()
 	}
 	names = dedupe(names)
+	if opts.DryRun {
+		// Reads only: no lock (which writes its file), no clean-up, no
+		// recovery of an interrupted install, no status.
+		return in.dryRun(ctx, names[0], opts), nil
+	}
 	if err := in.prepare(); err != nil {
 		return nil, err
 	}
@@ -150,6 +169,19 @@ func (in *Installer) Install(ctx context.Context, names []string, opts Options) 
 		results = append(results, r)
 	}
 	return results, nil
+}
+
+// dryRun decides for opts.Contents as an install of name would, without
+// writing anything.
+func (in *Installer) dryRun(ctx context.Context, name string, opts Options) []Result {
+	a := in.newAttempt(ctx, nil, name)
+	if a.begin() {
+		a.runContents(opts)
+	}
+	if a.res.Err != nil {
+		a.res.Error = a.res.Err.Error()
+	}
+	return []Result{a.res}
 }
 
 func dedupe(names []string) []string {
@@ -216,23 +248,40 @@ type attempt struct {
 	recovered, recoveredFrom string
 }
 
-func (in *Installer) installOne(ctx context.Context, inc *os.Root, name string, opts Options) Result {
-	a := &attempt{in: in, ctx: ctx, inc: inc, res: Result{InstallResult: wire.InstallResult{Cert: name}}}
+func (in *Installer) newAttempt(ctx context.Context, inc *os.Root, name string) *attempt {
+	return &attempt{in: in, ctx: ctx, inc: inc, res: Result{InstallResult: wire.InstallResult{Cert: name}}}
+}
+
+// begin checks the certificate's name and config and reads what is
+// installed. It returns false when that failed, with the result set.
+func (a *attempt) begin() bool {
+	in, name := a.in, a.res.Cert
 	if err := bundle.ValidName(name); err != nil {
-		return a.fail(Refused, err)
+		a.fail(Refused, err)
+		return false
 	}
 	c, ok := in.Config.Certs[name]
 	if !ok {
-		return a.fail(Refused, fmt.Errorf("%w: %q is not under certs in %s", ErrNotConfigured, name, in.Config.Path))
+		a.fail(Refused, fmt.Errorf("%w: %q is not under certs in %s", ErrNotConfigured, name, in.Config.Path))
+		return false
 	}
 	a.cert = c
 	cur, err := in.current(name)
 	if err != nil {
-		return a.fail(Failed, err)
+		a.fail(Failed, err)
+		return false
 	}
 	a.cur = cur
 	if cur != nil {
 		a.res.Previous = cur.ID
+	}
+	return true
+}
+
+func (in *Installer) installOne(ctx context.Context, inc *os.Root, name string, opts Options) Result {
+	a := in.newAttempt(ctx, inc, name)
+	if !a.begin() {
+		return a.res
 	}
 	p, err := in.readPending(name)
 	if err != nil {
@@ -289,6 +338,10 @@ func (a *attempt) finish() {
 // it into a private directory, verify and accept the copy, move it into
 // the archive and activate it.
 func (a *attempt) run(opts Options) {
+	if opts.Contents != nil {
+		a.runContents(opts)
+		return
+	}
 	cand := a.pick(opts)
 	if cand == "" {
 		return
@@ -302,7 +355,12 @@ func (a *attempt) run(opts Options) {
 		return
 	}
 	defer os.RemoveAll(tmp) // a no-op once renamed into place
-	m, ok := a.accept(tmp, cand, opts)
+	b, err := bundle.Open(tmp)
+	if err != nil {
+		a.fail(Refused, fmt.Errorf("%w: %v", ErrBadIncoming, err))
+		return
+	}
+	m, ok := a.accept(b, cand, opts)
 	if !ok {
 		return
 	}
@@ -310,6 +368,44 @@ func (a *attempt) run(opts Options) {
 	created, err := a.in.place(tmp, a.cert.Name, cand, a.cur)
 	if err != nil {
 		a.keepIncoming = true
+		a.fail(Failed, err)
+		return
+	}
+	a.activate(m, created)
+}
+
+// runContents installs the bundle opts.Contents: verify and accept it in
+// memory, then write it into the archive and activate it. Nothing is
+// written for a bundle that is refused.
+func (a *attempt) runContents(opts Options) {
+	cand := opts.ID
+	a.res.ID = cand
+	b, err := bundle.FromContents(opts.Contents)
+	if err != nil {
+		a.fail(Refused, err)
+		return
+	}
+	m, ok := a.accept(b, cand, opts)
+	if !ok {
+		return
+	}
+	if opts.DryRun {
+		a.res.Result = WouldInstall
+		return
+	}
+	ids, err := a.in.owner(a.cert)
+	if err != nil {
+		a.fail(Failed, err)
+		return
+	}
+	tmp, err := a.in.writeVersion(a.cert.Name, cand, opts.Contents, a.cert, ids)
+	if err != nil {
+		a.fail(Failed, err)
+		return
+	}
+	defer os.RemoveAll(tmp) // a no-op once renamed into place
+	created, err := a.in.place(tmp, a.cert.Name, cand, a.cur)
+	if err != nil {
 		a.fail(Failed, err)
 		return
 	}
@@ -381,17 +477,12 @@ func (a *attempt) stageCopy(cand string) (tmp string, ok bool) {
 	return tmp, true
 }
 
-// accept verifies the staged copy tmp of bundle cand and decides whether
-// it is to be installed: it must verify, be for this certificate and its
+// accept verifies b, the staged copy of bundle cand (or the bundle from
+// a stream), and decides whether it is to be installed: it must verify, be for this certificate and its
 // domains, and (unless forced) be neither what is installed nor older.
 // ok is false when it is not, with the result set.
-func (a *attempt) accept(tmp, cand string, opts Options) (m *bundle.Manifest, ok bool) {
+func (a *attempt) accept(b *bundle.Bundle, cand string, opts Options) (m *bundle.Manifest, ok bool) {
 	in, c, name := a.in, a.cert, a.cert.Name
-	b, err := bundle.Open(tmp)
-	if err != nil {
-		a.fail(Refused, fmt.Errorf("%w: %v", ErrBadIncoming, err))
-		return nil, false
-	}
 	m = b.Manifest
 	a.res.Fingerprint, a.res.NotAfter = m.Fingerprint, m.NotAfter
 	mat, err := b.Verify(in.Config.TrustedKeys, in.now())

@@ -1,6 +1,7 @@
 package install
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -43,6 +44,9 @@ func (in *Installer) publishStatus(inc *os.Root, name string) error {
 			return err
 		}
 		return nil
+	}
+	if old, err := inc.ReadFile(path); err == nil && bytes.Equal(old, cur.Raw) {
+		return nil // already says so: no write, no sync
 	}
 	return atomicfile.RootWriteFile(inc, path, cur.Raw, 0o644)
 }

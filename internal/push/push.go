@@ -1,6 +1,9 @@
-// Package push delivers bundles to hosts over SSH: one connection per host,
-// an SFTP upload into a temporary directory that is renamed into place, and
-// (for install: now) certnode run over the same connection.
+// Package push delivers bundles to hosts over SSH, one connection per host.
+// A host that installs at once (install: now) gets one command, certnode
+// install --stdin, with the bundle on its standard input: no upload, no
+// second channel, nothing written by the push account. Any other host gets
+// an SFTP upload into a temporary directory that is renamed into place,
+// for the node's timer to install.
 package push
 
 import (
@@ -85,6 +88,7 @@ type Pusher struct {
 	dialer *Dialer
 	b      *bundle.Bundle
 	files  map[string][]byte
+	stream []byte // the bundle as certnode install --stdin reads it
 }
 
 // New prepares a push of b: it reads the bundle's files and the
@@ -107,14 +111,16 @@ func New(b *bundle.Bundle, opts Options) (*Pusher, error) {
 		return nil, err
 	}
 	files := make(map[string][]byte, len(bundle.Files)+1)
-	for _, name := range append(bundle.Files, bundle.ManifestFile) {
+	var frames []wire.File
+	for _, name := range append([]string{bundle.ManifestFile}, bundle.Files...) {
 		data, err := b.ReadFile(name)
 		if err != nil {
 			return nil, fmt.Errorf("read bundle: %w", err)
 		}
 		files[name] = data
+		frames = append(frames, wire.File{Name: name, Data: data})
 	}
-	return &Pusher{opts: opts, dialer: dialer, b: b, files: files}, nil
+	return &Pusher{opts: opts, dialer: dialer, b: b, files: files, stream: wire.EncodeStream(frames)}, nil
 }
 
 // Run pushes to hosts, at most Parallel at once, and returns one result per
@@ -199,6 +205,9 @@ func (p *Pusher) host(ctx context.Context, h inventory.Host) Result {
 }
 
 func (p *Pusher) deliver(ctx context.Context, h inventory.Host, r *Result) error {
+	if p.installs(h) {
+		return p.deliverStream(ctx, h, r)
+	}
 	c, err := p.dialer.dialSFTP(ctx, h)
 	if err != nil {
 		return err
@@ -221,31 +230,46 @@ func (p *Pusher) deliver(ctx context.Context, h inventory.Host, r *Result) error
 		r.Detail = describeChange(r.Previous, m.ID)
 		return nil
 	}
-	created, err := p.upload(sc, dir, m.ID)
-	if err != nil {
+	if _, err := p.upload(sc, dir, m.ID); err != nil {
 		return ctxErr(ctx, fmt.Errorf("upload: %w", err))
 	}
-	if !p.installs(h) {
-		r.Result = Uploaded
-		r.Detail = "left for the node's timer"
-		return nil
-	}
-	detail, err := p.install(c.ssh, h, m)
-	if errors.Is(err, errNotInIncoming) && !created {
-		// Another push's upload, found in place, was installed or
-		// removed before this one's certnode ran: upload it again.
-		if created, err = p.upload(sc, dir, m.ID); err != nil {
-			return ctxErr(ctx, fmt.Errorf("upload: %w", err))
-		}
-		detail, err = p.install(c.ssh, h, m)
-	}
+	r.Result = Uploaded
+	r.Detail = "left for the node's timer"
+	return nil
+}
+
+// deliverStream runs certnode install --stdin on h with the bundle on its
+// standard input: one command does the unchanged check, the transfer and
+// the install (or, in a dry run, the check and certnode's verification).
+func (p *Pusher) deliverStream(ctx context.Context, h inventory.Host, r *Result) error {
+	client, err := p.dialer.Dial(ctx, h)
 	if err != nil {
-		if errors.Is(err, errNoAnswer) && created {
-			p.removeUpload(sc, h, path.Join(dir, m.ID))
-		}
+		return err
+	}
+	defer client.Close()
+	stop := context.AfterFunc(ctx, func() { client.Close() })
+	defer stop()
+
+	m := p.b.Manifest
+	nr, err := p.install(client, h, m)
+	if err != nil {
 		return ctxErr(ctx, err)
 	}
-	r.Detail = detail
+	r.Previous = nr.Previous
+	switch nr.Result {
+	case wire.Unchanged:
+		r.Previous = m.ID
+		r.Result = Unchanged
+		if p.opts.Force {
+			r.Detail = "certnode: unchanged"
+		}
+		return nil
+	case wire.WouldInstall:
+		r.Result = Planned
+		r.Detail = describeChange(r.Previous, m.ID)
+		return nil
+	}
+	r.Detail = "certnode: " + nr.Result
 	for _, ep := range h.Verify {
 		if err := verify.Expect(ctx, ep, p.opts.SNI, m.Fingerprint, verifyTimeout); err != nil {
 			return fmt.Errorf("installed, but TLS check failed: %w", err)
@@ -364,16 +388,6 @@ func (p *Pusher) upload(sc *sftp.Client, dir, id string) (created bool, err erro
 	return true, nil
 }
 
-// removeUpload removes the upload dir (this push's own) that the node did
-// not take, so that no copy of the key stays in incoming.
-func (p *Pusher) removeUpload(sc *sftp.Client, h inventory.Host, dir string) {
-	if err := sc.RemoveAll(dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		p.opts.Logger.Warn("remove upload the node did not take", "host", h.Name, "path", dir, "error", err)
-		return
-	}
-	p.opts.Logger.Debug("removed upload the node did not take", "host", h.Name, "path", dir)
-}
-
 func rename(sc *sftp.Client, from, to string) error {
 	if _, ok := sc.HasExtension("posix-rename@openssh.com"); ok {
 		return sc.PosixRename(from, to)
@@ -418,39 +432,28 @@ func (p *Pusher) writeFile(sc *sftp.Client, name string, secret bool) error {
 // ErrInstall is returned when certnode on the host did not install.
 var ErrInstall = errors.New("certnode did not install")
 
-// Reasons an install failed, wrapped with ErrInstall: no answer for the
-// certificate came back (the command was refused or failed before
-// certnode took the upload), or certnode found no such bundle in
-// incoming.
-var (
-	errNoAnswer      = errors.New("no result from certnode")
-	errNotInIncoming = errors.New("bundle not in incoming")
-)
-
-// installError is an install failure of a kind (errNoAnswer,
-// errNotInIncoming) that its text need not repeat.
-type installError struct {
-	err  error
-	kind error
-}
-
-func (e *installError) Error() string   { return e.err.Error() }
-func (e *installError) Unwrap() []error { return []error{e.err, e.kind} }
-
-func (p *Pusher) install(client *ssh.Client, h inventory.Host, m *bundle.Manifest) (string, error) {
+// install runs certnode install --stdin for m on h, the bundle stream on
+// its standard input, and returns certnode's result for the certificate
+// when it installed, found it installed already, or (dry run) would
+// install it; anything else is an error wrapping ErrInstall.
+func (p *Pusher) install(client *ssh.Client, h inventory.Host, m *bundle.Manifest) (wire.InstallResult, error) {
 	sess, err := client.NewSession()
 	if err != nil {
-		return "", fmt.Errorf("open session: %w", err)
+		return wire.InstallResult{}, fmt.Errorf("open session: %w", err)
 	}
 	defer sess.Close()
 	var stdout, stderr bytes.Buffer
+	sess.Stdin = bytes.NewReader(p.stream)
 	sess.Stdout = &stdout
 	sess.Stderr = &tail{max: 2048, buf: &stderr}
-	force := ""
+	flags := ""
 	if p.opts.Force {
-		force = " --force"
+		flags += " --force"
 	}
-	cmd := fmt.Sprintf("%s install --json%s --id %s %s", h.Command, force, m.ID, m.Name)
+	if p.opts.DryRun {
+		flags += " --dry-run"
+	}
+	cmd := fmt.Sprintf("%s install --json --stdin%s --id %s %s", h.Command, flags, m.ID, m.Name)
 	runErr := sess.Run(cmd)
 	var out wire.InstallOutput
 	if err := json.Unmarshal(stdout.Bytes(), &out); err != nil {
@@ -459,24 +462,25 @@ func (p *Pusher) install(client *ssh.Client, h inventory.Host, m *bundle.Manifes
 			msg = silentInstall(stdout.String(), h.Command)
 		}
 		if runErr != nil {
-			return "", &installError{fmt.Errorf("%w: %s: %v: %s", ErrInstall, cmd, runErr, msg), errNoAnswer}
+			return wire.InstallResult{}, fmt.Errorf("%w: %s: %v: %s", ErrInstall, cmd, runErr, msg)
 		}
-		return "", &installError{fmt.Errorf("%w: unreadable output from %s: %v", ErrInstall, cmd, err), errNoAnswer}
+		return wire.InstallResult{}, fmt.Errorf("%w: unreadable output from %s: %v", ErrInstall, cmd, err)
 	}
 	for _, nr := range out.Results {
 		if nr.Cert != m.Name {
 			continue
 		}
 		switch nr.Result {
-		case wire.Installed, wire.Unchanged:
-			return "certnode: " + nr.Result, nil
-		case wire.Nothing:
-			return "", &installError{fmt.Errorf("%w: %s: %s", ErrInstall, nr.Result, nr.Error), errNotInIncoming}
+		case wire.Installed, wire.Unchanged, wire.WouldInstall:
+			if nr.Previous != "" && !wire.ValidID(nr.Previous) {
+				return wire.InstallResult{}, fmt.Errorf("%w: certnode reported a bad previous id %q", ErrInstall, nr.Previous)
+			}
+			return nr, nil
 		default:
-			return "", fmt.Errorf("%w: %s: %s", ErrInstall, nr.Result, nr.Error)
+			return wire.InstallResult{}, fmt.Errorf("%w: %s: %s", ErrInstall, nr.Result, nr.Error)
 		}
 	}
-	return "", &installError{fmt.Errorf("%w: no result for %s from %s", ErrInstall, m.Name, cmd), errNoAnswer}
+	return wire.InstallResult{}, fmt.Errorf("%w: no result for %s from %s", ErrInstall, m.Name, cmd)
 }
 
 // installs says whether certnode runs on h after the upload: the host's

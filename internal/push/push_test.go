@@ -71,17 +71,8 @@ func TestRunInstallAndUnchanged(t *testing.T) {
 	f := newFixture(t, 2)
 	// The second host has the bundle already.
 	had := f.hosts[1]
-	manifest, err := b.ReadFile("manifest.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	status := filepath.Join(had.incoming, wire.StatusFile(certName))
-	if err := os.MkdirAll(filepath.Dir(status), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(status, manifest, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	id := b.Manifest.ID
+	had.installed = id
 	p, err := New(b, f.options(t))
 	if err != nil {
 		t.Fatal(err)
@@ -90,22 +81,75 @@ func TestRunInstallAndUnchanged(t *testing.T) {
 	if got, want := results(rs), []string{Installed, Unchanged}; !slices.Equal(got, want) {
 		t.Fatalf("results %v, want %v (%+v)", got, want, rs)
 	}
-	id := b.Manifest.ID
-	key, err := os.Stat(filepath.Join(f.hosts[0].incoming, certName, id, "privkey.pem"))
+	for _, h := range f.hosts {
+		// One command each, the bundle on its stdin, nothing uploaded.
+		if _, execs := h.counts(); len(execs) != 1 || execs[0] != "certnode install --json --stdin --id "+id+" "+certName {
+			t.Errorf("commands run on %s: %q", h.addr, execs)
+		}
+		if _, err := os.Stat(filepath.Join(h.incoming, certName)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s got an upload: %v", h.addr, err)
+		}
+	}
+	if f.hosts[0].installed != id {
+		t.Errorf("first host has %q, want %q", f.hosts[0].installed, id)
+	}
+	if rs[1].Previous != id {
+		t.Errorf("previous = %q, want %q", rs[1].Previous, id)
+	}
+}
+
+// TestUploadForTimer: an install: cron host gets an SFTP upload, renamed
+// into place with the key 0600, and no command; one that has the bundle
+// (its status file says so) gets nothing.
+func TestUploadForTimer(t *testing.T) {
+	b := newBundle(t)
+	f := newFixture(t, 2)
+	had := f.hosts[1]
+	writeStatus(t, had, b)
+	p, err := New(b, f.options(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hosts := f.inventory()
+	for i := range hosts {
+		hosts[i].Install = inventory.InstallCron
+	}
+	rs := p.Run(t.Context(), hosts)
+	if got, want := results(rs), []string{Uploaded, Unchanged}; !slices.Equal(got, want) {
+		t.Fatalf("results %v, want %v (%+v)", got, want, rs)
+	}
+	key, err := os.Stat(filepath.Join(f.hosts[0].incoming, certName, b.Manifest.ID, "privkey.pem"))
 	if err != nil || key.Mode().Perm() != 0o600 {
 		t.Errorf("uploaded key: %v %v", key, err)
 	}
-	if _, execs := f.hosts[0].counts(); len(execs) != 1 || !strings.Contains(execs[0], "install --json --id "+id+" "+certName) {
-		t.Errorf("commands run on the first host: %q", execs)
+	for _, h := range f.hosts {
+		if _, execs := h.counts(); len(execs) != 0 {
+			t.Errorf("commands run on %s: %q", h.addr, execs)
+		}
 	}
 	if _, err := os.Stat(filepath.Join(had.incoming, certName)); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("unchanged host got an upload: %v", err)
 	}
-	if _, execs := had.counts(); len(execs) != 0 {
-		t.Errorf("commands run on the unchanged host: %q", execs)
+}
+
+// writeStatus gives h the status file certnode publishes for b.
+func writeStatus(t *testing.T, h *sshHost, b *bundle.Bundle) {
+	t.Helper()
+	manifest, err := b.ReadFile("manifest.json")
+	if err != nil {
+		t.Fatal(err)
 	}
-	if rs[1].Previous != id {
-		t.Errorf("previous = %q, want %q", rs[1].Previous, id)
+	writeStatusFile(t, h, string(manifest))
+}
+
+func writeStatusFile(t *testing.T, h *sshHost, content string) {
+	t.Helper()
+	status := filepath.Join(h.incoming, wire.StatusFile(certName))
+	if err := os.MkdirAll(filepath.Dir(status), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(status, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -260,27 +304,30 @@ func TestPlan(t *testing.T) {
 	}
 	testCases := []struct {
 		desc       string
-		status     string // the host's status file; "" for none
+		cron       bool   // an install: cron host, read over SFTP
+		status     string // a cron host's status file; "" for none
+		installed  string // an install: now host's bundle
+		previous   string // what its certnode reports as the previous id
 		dryRun     bool
 		want       string
 		wantDetail string
+		wantErr    string
 	}{
 		{desc: "dry run, nothing installed", dryRun: true, want: Planned, wantDetail: "none -> " + b.Manifest.ID},
-		{desc: "dry run, has it", status: string(manifest), dryRun: true, want: Unchanged},
-		{desc: "bad id in status file", status: bad, want: Failed, wantDetail: ""},
+		{desc: "dry run, has another", installed: "0123456789abcdef", dryRun: true, want: Planned, wantDetail: "0123456789abcdef -> " + b.Manifest.ID},
+		{desc: "dry run, has it", installed: b.Manifest.ID, dryRun: true, want: Unchanged},
+		{desc: "bad previous id from certnode", previous: "../../etc/passwd", want: Failed, wantErr: "bad previous id"},
+		{desc: "cron: dry run, nothing installed", cron: true, dryRun: true, want: Planned, wantDetail: "none -> " + b.Manifest.ID},
+		{desc: "cron: dry run, has it", cron: true, status: string(manifest), dryRun: true, want: Unchanged},
+		{desc: "cron: bad id in status file", cron: true, status: bad, want: Failed, wantErr: "installed manifest"},
 	}
 	for _, tc := range testCases {
 		t.Run(tc.desc, func(t *testing.T) {
 			f := newFixture(t, 1)
 			h := f.hosts[0]
+			h.installed, h.previous = tc.installed, tc.previous
 			if tc.status != "" {
-				status := filepath.Join(h.incoming, wire.StatusFile(certName))
-				if err := os.MkdirAll(filepath.Dir(status), 0o755); err != nil {
-					t.Fatal(err)
-				}
-				if err := os.WriteFile(status, []byte(tc.status), 0o644); err != nil {
-					t.Fatal(err)
-				}
+				writeStatusFile(t, h, tc.status)
 			}
 			opts := f.options(t)
 			opts.DryRun = tc.dryRun
@@ -288,15 +335,22 @@ func TestPlan(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			r := p.Run(t.Context(), f.inventory())[0]
+			hosts := f.inventory()
+			if tc.cron {
+				hosts[0].Install = inventory.InstallCron
+			}
+			r := p.Run(t.Context(), hosts)[0]
 			if r.Result != tc.want || r.Detail != tc.wantDetail {
 				t.Fatalf("result %q detail %q (%v), want %q %q", r.Result, r.Detail, r.Err, tc.want, tc.wantDetail)
 			}
-			if r.Result == Failed && !strings.Contains(r.ErrorText, "installed manifest") {
-				t.Errorf("error %q does not name the installed manifest", r.ErrorText)
+			if r.Result == Failed && !strings.Contains(r.ErrorText, tc.wantErr) {
+				t.Errorf("error %q, want it to say %q", r.ErrorText, tc.wantErr)
 			}
 			if r.OK() != (tc.want != Failed) {
 				t.Errorf("OK() = %v for %s", r.OK(), r.Result)
+			}
+			if tc.dryRun && h.installed != tc.installed {
+				t.Errorf("a dry run installed %q", h.installed)
 			}
 			if _, err := os.Stat(filepath.Join(h.incoming, certName)); !errors.Is(err, os.ErrNotExist) {
 				t.Errorf("the host got an upload: %v", err)
@@ -315,110 +369,55 @@ func (h *sshHost) uploads() []string {
 	return out
 }
 
-// TestUploadRemovedWhenNotTaken: an install that the host refuses before
-// certnode took the upload leaves no copy of the key in incoming; one that
-// certnode answered is left to certnode.
-func TestUploadRemovedWhenNotTaken(t *testing.T) {
-	testCases := []struct {
-		desc       string
-		refuse     string
-		result     string
-		wantUpload bool
-	}{
-		{desc: "refused by the forced command", refuse: "certnode-forced-command: refused: option --force is not allowed", wantUpload: false},
-		{desc: "answered by certnode", result: wire.Failed, wantUpload: true},
-	}
-	for _, tc := range testCases {
-		t.Run(tc.desc, func(t *testing.T) {
-			b := newBundle(t)
-			f := newFixture(t, 1)
-			h := f.hosts[0]
-			h.refuse, h.result = tc.refuse, tc.result
-			opts := f.options(t)
-			opts.Force = true
-			p, err := New(b, opts)
-			if err != nil {
-				t.Fatal(err)
-			}
-			rs := p.Run(t.Context(), f.inventory())
-			if rs[0].Result != Failed || !errors.Is(rs[0].Err, ErrInstall) {
-				t.Fatalf("result %+v, want failed (%v)", rs[0], ErrInstall)
-			}
-			if tc.refuse != "" && !strings.Contains(rs[0].ErrorText, "refused") {
-				t.Errorf("error %q does not say the host refused", rs[0].ErrorText)
-			}
-			got := h.uploads()
-			if tc.wantUpload && !slices.Equal(got, []string{b.Manifest.ID}) || !tc.wantUpload && len(got) != 0 {
-				t.Errorf("incoming holds %v, want the upload: %v", got, tc.wantUpload)
-			}
-		})
-	}
-}
-
-// TestUploadAlreadyThere: a bundle another push put in place is used as
-// it is, never replaced, and never removed by this push.
+// TestUploadAlreadyThere: a bundle another push put in place for the
+// node's timer is used as it is, never replaced, and never removed.
 func TestUploadAlreadyThere(t *testing.T) {
-	for _, refuse := range []string{"", "certnode-forced-command: refused"} {
-		b := newBundle(t)
-		f := newFixture(t, 1)
-		h := f.hosts[0]
-		h.refuse = refuse
-		final := filepath.Join(h.incoming, certName, b.Manifest.ID)
-		putBundle(t, b, final)
-		marker := filepath.Join(final, "in-use")
-		if err := os.WriteFile(marker, nil, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		p, err := New(b, f.options(t))
-		if err != nil {
-			t.Fatal(err)
-		}
-		rs := p.Run(t.Context(), f.inventory())
-		if want := map[bool]string{true: Installed, false: Failed}[refuse == ""]; rs[0].Result != want {
-			t.Errorf("refuse %q: result %+v, want %s", refuse, rs[0], want)
-		}
-		if strings.Contains(rs[0].ErrorText, "malformed") {
-			t.Errorf("refuse %q: error %q", refuse, rs[0].ErrorText)
-		}
-		if _, err := os.Stat(marker); err != nil {
-			t.Errorf("refuse %q: the upload in place was replaced or removed: %v", refuse, err)
-		}
-		if got := h.uploads(); !slices.Equal(got, []string{b.Manifest.ID}) {
-			t.Errorf("refuse %q: incoming holds %v, want only the upload in place", refuse, got)
-		}
-	}
-}
-
-// TestUploadAgainWhenGone: when the upload found in place is gone by the
-// time certnode runs (installed or removed by the push that made it),
-// the bundle is uploaded again and installed.
-func TestUploadAgainWhenGone(t *testing.T) {
 	b := newBundle(t)
 	f := newFixture(t, 1)
 	h := f.hosts[0]
 	final := filepath.Join(h.incoming, certName, b.Manifest.ID)
 	putBundle(t, b, final)
-	h.next = []string{wire.Nothing}
-	var reuploaded bool
-	h.onExec = func(n int) {
-		switch n {
-		case 1: // the first install: another run took it meanwhile
-			os.RemoveAll(final)
-		case 2:
-			_, err := os.Stat(filepath.Join(final, "privkey.pem"))
-			reuploaded = err == nil
-		}
+	marker := filepath.Join(final, "in-use")
+	if err := os.WriteFile(marker, nil, 0o644); err != nil {
+		t.Fatal(err)
 	}
 	p, err := New(b, f.options(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	rs := p.Run(t.Context(), f.inventory())
-	if rs[0].Result != Installed {
-		t.Fatalf("result %+v, want installed", rs[0])
+	hosts := f.inventory()
+	hosts[0].Install = inventory.InstallCron
+	rs := p.Run(t.Context(), hosts)
+	if rs[0].Result != Uploaded {
+		t.Errorf("result %+v, want %s", rs[0], Uploaded)
 	}
-	if _, execs := h.counts(); len(execs) != 2 || !reuploaded {
-		t.Errorf("commands run: %q, uploaded again: %v; want two installs, the second after a new upload", execs, reuploaded)
+	if _, err := os.Stat(marker); err != nil {
+		t.Errorf("the upload in place was replaced or removed: %v", err)
+	}
+	if got := h.uploads(); !slices.Equal(got, []string{b.Manifest.ID}) {
+		t.Errorf("incoming holds %v, want only the upload in place", got)
+	}
+}
+
+// TestRefusedByForcedCommand: a command the host refuses fails the host
+// with the host's words, and nothing is left on it.
+func TestRefusedByForcedCommand(t *testing.T) {
+	b := newBundle(t)
+	f := newFixture(t, 1)
+	h := f.hosts[0]
+	h.refuse = "certnode-forced-command: refused: option --force is not allowed"
+	opts := f.options(t)
+	opts.Force = true
+	p, err := New(b, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := p.Run(t.Context(), f.inventory())[0]
+	if r.Result != Failed || !errors.Is(r.Err, ErrInstall) || !strings.Contains(r.ErrorText, "option --force is not allowed") {
+		t.Fatalf("result %+v, want failed with the host's refusal (%v)", r, ErrInstall)
+	}
+	if got := h.uploads(); len(got) != 0 {
+		t.Errorf("incoming holds %v", got)
 	}
 }
 

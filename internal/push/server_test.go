@@ -7,10 +7,13 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -27,22 +30,22 @@ import (
 
 // sshHost is an in-process SSH server on a loopback port: SFTP over the
 // real file system, and an exec request that answers like
-// `certnode install --json` with a canned result.
+// `certnode install --json --stdin`: it reads the bundle stream, answers
+// unchanged for the bundle it has (installed) and otherwise a canned
+// result.
 type sshHost struct {
 	t        *testing.T
 	addr     string
 	keys     []ssh.Signer // host keys, in the order the server offers them
 	incoming string       // a temp dir, the host's incoming directory
 	result   string       // what the canned install reports
-	// next, when not empty, are the results of the next installs, one
-	// each, before result.
-	next []string
+	// installed is the bundle id the host has; an install sets it.
+	installed string
+	// previous, when set, is reported as the previous id instead.
+	previous string
 	// refuse, when set, is what an exec writes to stderr before exiting
 	// 1 without a result, like a forced command refusing it.
 	refuse string
-	// onExec, when set, runs before an exec answers, with the number of
-	// execs so far.
-	onExec func(n int)
 
 	mu    sync.Mutex
 	auths int      // authentication attempts
@@ -127,23 +130,18 @@ func (h *sshHost) serveSession(ch ssh.Channel, reqs <-chan *ssh.Request) {
 			req.Reply(true, nil)
 			h.mu.Lock()
 			h.execs = append(h.execs, cmd.Command)
-			result, refuse, onExec, n := h.result, h.refuse, h.onExec, len(h.execs)
-			if len(h.next) > 0 {
-				result, h.next = h.next[0], h.next[1:]
-			}
+			refuse := h.refuse
 			h.mu.Unlock()
-			if onExec != nil {
-				onExec(n)
-			}
 			if refuse != "" {
 				ch.Stderr().Write([]byte(refuse + "\n"))
 				ch.SendRequest("exit-status", false, ssh.Marshal(struct{ Status uint32 }{1}))
 				return
 			}
-			out, _ := json.Marshal(wire.InstallOutput{Results: []wire.InstallResult{{Cert: certName, Result: result}}})
+			r := h.answer(cmd.Command, ch)
+			out, _ := json.Marshal(wire.InstallOutput{Results: []wire.InstallResult{r}})
 			ch.Write(out)
 			status := uint32(0)
-			if !wire.Succeeded(result) {
+			if !wire.Succeeded(r.Result) {
 				status = 1
 			}
 			ch.SendRequest("exit-status", false, ssh.Marshal(struct{ Status uint32 }{status}))
@@ -152,6 +150,40 @@ func (h *sshHost) serveSession(ch ssh.Channel, reqs <-chan *ssh.Request) {
 			req.Reply(false, nil)
 		}
 	}
+}
+
+// answer is what certnode install --stdin would report for command with
+// the bundle stream read from stdin.
+func (h *sshHost) answer(command string, stdin io.Reader) wire.InstallResult {
+	r := wire.InstallResult{Cert: certName}
+	files, err := wire.DecodeStream(stdin, append([]string{bundle.ManifestFile}, bundle.Files...), bundle.MaxFileSize)
+	if !strings.Contains(command, " --stdin") || err != nil {
+		r.Result, r.Error = wire.Refused, fmt.Sprintf("no bundle stream: %v", err)
+		return r
+	}
+	m, err := bundle.ParseManifest(files[bundle.ManifestFile])
+	if err != nil {
+		r.Result, r.Error = wire.Refused, err.Error()
+		return r
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	r.ID, r.Previous = m.ID, h.installed
+	if h.previous != "" {
+		r.Previous = h.previous
+	}
+	switch {
+	case h.installed == m.ID && !strings.Contains(command, " --force"):
+		r.Result = wire.Unchanged
+	case strings.Contains(command, " --dry-run"):
+		r.Result = wire.WouldInstall
+	default:
+		r.Result = h.result
+		if r.Result == wire.Installed {
+			h.installed = m.ID
+		}
+	}
+	return r
 }
 
 func (h *sshHost) inventory() inventory.Host {

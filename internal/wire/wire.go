@@ -21,18 +21,19 @@ func StatusFile(name string) string { return path.Join(StatusDir, name+".json") 
 
 // Results of installing one certificate, as certnode reports them.
 const (
-	Installed  = "installed"   // the new bundle is live, reloaded and verified
-	Unchanged  = "unchanged"   // the candidate is what is installed already
-	Nothing    = "nothing"     // no bundle waiting in incoming
-	Refused    = "refused"     // the bundle failed verification; nothing changed
-	RolledBack = "rolled_back" // the test, reload or TLS check failed; the previous version is back
-	Failed     = "failed"      // an error on this host, or a rollback that did not complete
+	Installed    = "installed"     // the new bundle is live, reloaded and verified
+	Unchanged    = "unchanged"     // the candidate is what is installed already
+	Nothing      = "nothing"       // no bundle waiting in incoming
+	WouldInstall = "would_install" // dry run: the bundle verifies and would be installed
+	Refused      = "refused"       // the bundle failed verification; nothing changed
+	RolledBack   = "rolled_back"   // the test, reload or TLS check failed; the previous version is back
+	Failed       = "failed"        // an error on this host, or a rollback that did not complete
 )
 
 // Succeeded reports whether an install result leaves the certificate where
 // it should be: exit status 0 on the node.
 func Succeeded(result string) bool {
-	return result == Installed || result == Unchanged || result == Nothing
+	return result == Installed || result == Unchanged || result == Nothing || result == WouldInstall
 }
 
 // InstallResult is the outcome for one certificate. ID, Fingerprint and
