@@ -457,14 +457,24 @@ func (p *Pusher) install(client *ssh.Client, h inventory.Host, m *bundle.Manifes
 	runErr := sess.Run(cmd)
 	var out wire.InstallOutput
 	if err := json.Unmarshal(stdout.Bytes(), &out); err != nil {
+		var exit *ssh.ExitError
 		msg := strings.TrimSpace(stderr.String())
-		if msg == "" {
+		switch {
+		case runErr != nil && !errors.As(runErr, &exit):
+			// No exit status: the connection went before certnode
+			// answered.
+			lost := "the connection was lost before certnode answered"
+			if msg != "" {
+				lost += "; it said: " + msg
+			}
+			msg = lost
+		case msg == "":
 			msg = silentInstall(stdout.String(), h.Command)
 		}
 		if runErr != nil {
 			return wire.InstallResult{}, fmt.Errorf("%w: %s: %v: %s", ErrInstall, cmd, runErr, msg)
 		}
-		return wire.InstallResult{}, fmt.Errorf("%w: unreadable output from %s: %v", ErrInstall, cmd, err)
+		return wire.InstallResult{}, fmt.Errorf("%w: unreadable output from %s: %s", ErrInstall, cmd, msg)
 	}
 	for _, nr := range out.Results {
 		if nr.Cert != m.Name {
@@ -496,14 +506,14 @@ func (p *Pusher) installs(h inventory.Host) bool {
 // on stderr: it printed something else than certnode's JSON (shown,
 // shortened), or nothing at all.
 func silentInstall(stdout, command string) string {
-	what := "it printed nothing"
-	if out := strings.TrimSpace(stdout); out != "" {
-		if len(out) > 200 {
-			out = out[:200] + "..."
-		}
-		what = fmt.Sprintf("it printed %q instead of certnode's JSON", out)
+	out := strings.TrimSpace(stdout)
+	if out == "" {
+		return fmt.Sprintf("it printed nothing: the host may not let the push account run commands (ForceCommand internal-sftp, as for install: cron: set install: cron for this host), or %q is not certnode there (check the host's command:)", command)
 	}
-	return fmt.Sprintf("%s: the host may not let the push account run commands (ForceCommand internal-sftp, as for install: cron: set install: cron for this host), or %q is not certnode there (check the host's command:)", what, command)
+	if len(out) > 200 {
+		out = out[:200] + "..."
+	}
+	return fmt.Sprintf("it printed %q instead of certnode's JSON: something else ran in its place, such as a nologin shell or a chatty ~/.bashrc for the push account, or another command= in its authorized_keys (give the account the forced command, with no start-up output), or %q is not certnode there (check the host's command:)", out, command)
 }
 
 // tail keeps the last max bytes written.

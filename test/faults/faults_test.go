@@ -120,18 +120,39 @@ func age(t *testing.T, dirs []string) {
 }
 
 // TestCutMidUpload cuts node-1's SSH connection at many points of a push
-// (during the handshake, the upload, the rename, certnode's run) with a
-// proxy that resets both sides after N bytes from the client.
+// (during the handshake, the transfer, certnode's run) with a proxy that
+// resets both sides after N bytes from the client. An install: now host
+// gets the bundle on certnode's standard input: a cut leaves nothing at
+// all on it. An install: cron host gets an SFTP upload (and a rename): a
+// cut may leave a temporary upload directory, never a key readable by
+// others (check), and certnode's timer removes it later.
 func TestCutMidUpload(t *testing.T) {
+	for _, mode := range []string{"now", "cron"} {
+		t.Run(mode, func(t *testing.T) { cutMidUpload(t, mode) })
+	}
+}
+
+func cutMidUpload(t *testing.T, mode string) {
 	w := newWorld(t, 2)
 	n1, n2 := w.fleet.Hosts[0], w.fleet.Hosts[1]
-	p := w.viaProxy(n1, nil)
+	p := w.viaProxy(n1, func(inv map[string]any) { invHost(inv, n1.Name)["install"] = mode })
+	done := map[string]string{"now": "installed", "cron": "uploaded"}[mode]
+	timer := func() {
+		t.Helper()
+		if mode != "cron" {
+			return
+		}
+		if code, _, _ := w.certnode(false, "--config", n1.CertnodeConfig, "install"); code != 0 {
+			t.Fatalf("the timer's certnode install exited %d", code)
+		}
+	}
 
 	fps := []string{w.importNew(devca.Leaf{})}
 	code, res := w.push()
-	if code != 0 || res[n1.Name].Result != "installed" {
+	if code != 0 || res[n1.Name].Result != done {
 		t.Fatalf("push through the proxy: %d %+v", code, res)
 	}
+	timer()
 	total := p.Sent()
 	t.Logf("a whole push sends %d bytes to node-1", total)
 
@@ -147,6 +168,9 @@ func TestCutMidUpload(t *testing.T) {
 			t.Errorf("cut after %d bytes: %s (not cut) got %s %s", cut, n2.Name, r.Result, r.Error)
 		}
 		t.Logf("cut after %d of %d bytes: %s %s %s", cut, total, n1.Name, res[n1.Name].Result, res[n1.Name].Error)
+		if r := res[n1.Name]; r.Result == "failed" && strings.Contains(r.Error, "may not let the push account run commands") {
+			t.Errorf("cut after %d bytes: a lost connection explained as a refused command: %s", cut, r.Error)
+		}
 		waitIdle(t, n1)
 		if l := leftovers(n1); len(l) > 0 {
 			left++
@@ -164,13 +188,24 @@ func TestCutMidUpload(t *testing.T) {
 	if p.Cuts() < cuts {
 		t.Errorf("%d connections cut, want at least %d", p.Cuts(), cuts)
 	}
-	if left == 0 {
+	switch {
+	case mode == "now" && left > 0:
+		t.Errorf("%d cuts left something behind on a host that gets the bundle on stdin", left)
+	case mode == "cron" && left == 0:
 		t.Errorf("no cut happened mid-upload: no upload directory was left behind")
 	}
 	// Much later, the connection is healthy again.
 	p.CutAfter(0)
 	age(t, leftovers(n1))
-	w.converge(fps[len(fps)-1])
+	if mode == "now" {
+		w.converge(fps[len(fps)-1])
+		return
+	}
+	if code, res := w.push(); code != 0 || res[n1.Name].Result != "uploaded" {
+		t.Fatalf("push after the cuts: %d %+v", code, res)
+	}
+	timer()
+	w.check(checkOptions{allowed: fps[len(fps)-1:], settled: true})
 }
 
 // TestUnresponsiveHost points node-2 at a port that accepts TCP and never
@@ -249,16 +284,18 @@ func TestDiskFull(t *testing.T) {
 		desc  string
 		dir   func(h *testfleet.Host) string
 		size  int
+		mode  string // node-1's install mode
 		error string
 	}{
-		// The upload needs five pages, one per file.
-		{"incoming", func(h *testfleet.Host) string { return h.Incoming }, 8 << 10, "upload"},
+		// The upload for the timer needs five pages, one per file.
+		{"incoming", func(h *testfleet.Host) string { return h.Incoming }, 8 << 10, "cron", "upload"},
 		// The installed version takes five pages; a new one does not fit.
-		{"archive", func(h *testfleet.Host) string { return filepath.Join(h.Root, "archive", certName) }, 28 << 10, "no space left"},
+		{"archive", func(h *testfleet.Host) string { return filepath.Join(h.Root, "archive", certName) }, 28 << 10, "now", "no space left"},
 	} {
 		t.Run(tc.desc, func(t *testing.T) {
 			w := newWorld(t, 2)
 			n1, n2 := w.fleet.Hosts[0], w.fleet.Hosts[1]
+			w.writeInventory(testfleet.InventoryOptions{Install: "now"}, func(inv map[string]any) { invHost(inv, n1.Name)["install"] = tc.mode })
 			grow := w.mountTmpfs(tc.dir(n1), tc.size)
 			fp := w.importNew(devca.Leaf{})
 			code, res := w.push()
@@ -271,9 +308,33 @@ func TestDiskFull(t *testing.T) {
 			// Nothing partial and nothing temporary is left on the full disk.
 			w.check(checkOptions{allowed: []string{fp}, settled: true})
 			grow()
-			w.converge(fp)
+			if tc.mode == "now" {
+				w.converge(fp)
+				return
+			}
+			if code, res := w.push(); code != 0 || res[n1.Name].Result != "uploaded" {
+				t.Fatalf("push after the disk grew: %d %+v", code, res)
+			}
+			if code, _, _ := w.certnode(false, "--config", n1.CertnodeConfig, "install"); code != 0 {
+				t.Fatalf("the timer's certnode install exited %d", code)
+			}
+			w.check(checkOptions{allowed: []string{fp}, settled: true})
 		})
 	}
+}
+
+// TestInstallNowNeedsNoIncoming: a host that installs at once gets the
+// bundle on certnode's standard input, so a full (or read-only, or
+// missing) incoming directory does not stop it.
+func TestInstallNowNeedsNoIncoming(t *testing.T) {
+	w := newWorld(t, 1)
+	n1 := w.fleet.Hosts[0]
+	w.mountTmpfs(n1.Incoming, 4<<10)
+	fp := w.importNew(devca.Leaf{})
+	if code, res := w.push(); code != 0 || res[n1.Name].Result != "installed" {
+		t.Fatalf("push with incoming full: %d %+v", code, res)
+	}
+	w.check(checkOptions{allowed: []string{fp}, settled: true})
 }
 
 // writeScript writes an executable shell script into a directory the

@@ -162,7 +162,7 @@ func TestNodeWithoutTrustedKeys(t *testing.T) {
 }
 
 // TestPushAccountShellPrints gives node-1's push account what a nologin
-// shell or a chatty ~/.bashrc gives it: text where the SFTP server should
+// shell or a chatty ~/.bashrc gives it: text where certnode should
 // answer. The push fails for that host with an error saying so in plain
 // words, and the other host installs.
 func TestPushAccountShellPrints(t *testing.T) {
@@ -175,7 +175,7 @@ func TestPushAccountShellPrints(t *testing.T) {
 	}
 	w.importNew(devca.Leaf{})
 	code, res := w.push()
-	if r := res[n1.Name]; code != 1 || r.Result != "failed" || !strings.Contains(r.Error, "the host did not answer in SFTP") || !strings.Contains(r.Error, "nologin") {
+	if r := res[n1.Name]; code != 1 || r.Result != "failed" || !strings.Contains(r.Error, "This account is currently not available") || !strings.Contains(r.Error, "nologin") {
 		t.Errorf("push exited %d, %s: %s %q; want failed, explaining the shell", code, n1.Name, r.Result, r.Error)
 	}
 	if res[n2.Name].Result != "installed" {
