@@ -513,6 +513,9 @@ func silentInstall(stdout, command string) string {
 	if len(out) > 200 {
 		out = out[:200] + "..."
 	}
+	if strings.Contains(out, "sftp connections only") {
+		return fmt.Sprintf("it printed %q instead of certnode's JSON: the host lets the push account use SFTP only (ForceCommand internal-sftp, the chroot setup): set install: cron for this host", out)
+	}
 	return fmt.Sprintf("it printed %q instead of certnode's JSON: something else ran in its place, such as a nologin shell or a chatty ~/.bashrc for the push account, or another command= in its authorized_keys (give the account the forced command, with no start-up output), or %q is not certnode there (check the host's command:)", out, command)
 }
 
