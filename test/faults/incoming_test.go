@@ -282,3 +282,35 @@ func TestConcurrentPushes(t *testing.T) {
 		}
 	}
 }
+
+// TestForcedCommandNoSFTP: with --no-sftp in authorized_keys the push
+// account has one thing left, root's certnode install with the bundle on
+// its standard input. An install: now push works with incoming owned by
+// root (the account can write nowhere), and SFTP is refused.
+func TestForcedCommandNoSFTP(t *testing.T) {
+	requireRoot(t)
+	w := newWorld(t, 1)
+	h := w.fleet.Hosts[0]
+	w.forcedNode(h)
+	ak := filepath.Join(h.Dir, "ssh", "authorized_keys")
+	line := mustRead(t, ak)
+	if err := os.WriteFile(ak, []byte(strings.Replace(line, ` --certnode `, ` --no-sftp --certnode `, 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(h.Incoming, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	fp := w.importNew(devca.Leaf{})
+	if code, res := w.push(); code != 0 || res[h.Name].Result != "installed" {
+		t.Fatalf("push through the forced command with --no-sftp: %d %+v", code, res)
+	}
+	w.check(checkOptions{allowed: []string{fp}, settled: true})
+	if code, res := w.push(); code != 0 || res[h.Name].Result != "unchanged" {
+		t.Errorf("second push: %d %+v, want unchanged", code, res)
+	}
+	c := w.sshClient(h)
+	if sc, err := sftp.NewClient(c); err == nil {
+		sc.Close()
+		t.Error("SFTP started for a key with --no-sftp")
+	}
+}
