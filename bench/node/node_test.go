@@ -3,6 +3,7 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -10,12 +11,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"testing"
 	"time"
 
 	"github.com/certpush/certpush/internal/bundle"
 	"github.com/certpush/certpush/internal/devca"
 	"github.com/certpush/certpush/internal/install"
+	"github.com/certpush/certpush/internal/wire"
 )
 
 const certName = "bench.test"
@@ -160,5 +163,112 @@ func BenchmarkInstallCLI(b *testing.B) {
 		if err != nil {
 			b.Fatalf("certnode install: %v: %s", err, out)
 		}
+	}
+}
+
+// issueStream makes a new bundle, issued after every earlier one, as the
+// bundle stream certpush sends to certnode install --stdin, and returns
+// its id.
+func (n *node) issueStream(b *testing.B) (string, []byte) {
+	b.Helper()
+	n.serial++
+	nb := n.start.Add(-time.Hour + time.Duration(n.serial)*time.Second)
+	iss, err := n.ca.Issue(devca.Leaf{Domains: domains, NotBefore: nb, NotAfter: nb.Add(90 * 24 * time.Hour)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	mat, err := bundle.ParseMaterial(iss.Cert, iss.Chain, iss.Key)
+	if err != nil {
+		b.Fatal(err)
+	}
+	m := bundle.NewManifest(certName, mat, bundle.SourceImport, time.Now())
+	if err := n.signer.Sign(m); err != nil {
+		b.Fatal(err)
+	}
+	manifest, err := m.Marshal()
+	if err != nil {
+		b.Fatal(err)
+	}
+	contents := bundle.Contents(mat)
+	files := []wire.File{{Name: bundle.ManifestFile, Data: manifest}}
+	for _, f := range bundle.Files {
+		files = append(files, wire.File{Name: f, Data: contents[f]})
+	}
+	return m.ID, wire.EncodeStream(files)
+}
+
+// BenchmarkInstallStdinCLI is the whole `certnode install --json --stdin
+// --id ID NAME` as certpush runs it on an install: now host: start,
+// config, the bundle read from stdin, install with a no-op reload.
+func BenchmarkInstallStdinCLI(b *testing.B) {
+	bin := certnodeBin(b)
+	n := newNode(b, "[true]")
+	for b.Loop() {
+		b.StopTimer()
+		id, stream := n.issueStream(b)
+		b.StartTimer()
+		cmd := exec.Command(bin, "--config", n.config, "install", "--json", "--stdin", "--id", id, certName)
+		cmd.Stdin = bytes.NewReader(stream)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			b.Fatalf("certnode install: %v: %s", err, out)
+		}
+	}
+}
+
+// syncCall matches the start of a sync call in strace's output (not its
+// "resumed" line).
+var syncCall = regexp.MustCompile(`(?m)^\d+\s+(fsync|fdatasync|sync_file_range)\(`)
+
+// BenchmarkInstallSyncs counts the fsync and fdatasync calls of one
+// `certnode install --stdin` (a new bundle) and of one that finds the
+// bundle installed, under strace: the syncs/op metric.
+func BenchmarkInstallSyncs(b *testing.B) {
+	strace, err := exec.LookPath("strace")
+	if err != nil {
+		b.Skip("strace not installed")
+	}
+	bin := certnodeBin(b)
+	for _, again := range []bool{false, true} {
+		b.Run(map[bool]string{false: "new", true: "unchanged"}[again], func(b *testing.B) {
+			n := newNode(b, "[true]")
+			// As on a node set up for both modes: certnode publishes
+			// its status there.
+			if err := os.MkdirAll(n.incoming, 0o755); err != nil {
+				b.Fatal(err)
+			}
+			syncs := 0
+			for b.Loop() {
+				b.StopTimer()
+				id, stream := n.issueStream(b)
+				run := func(trace string) {
+					args := []string{bin, "--config", n.config, "install", "--json", "--stdin", "--id", id, certName}
+					if trace != "" {
+						args = append([]string{strace, "-f", "-qq", "-y", "-e", "trace=fsync,fdatasync,sync_file_range", "-o", trace}, args...)
+					}
+					cmd := exec.Command(args[0], args[1:]...)
+					cmd.Stdin = bytes.NewReader(stream)
+					if out, err := cmd.CombinedOutput(); err != nil {
+						b.Fatalf("certnode install: %v: %s", err, out)
+					}
+				}
+				if again {
+					run("")
+				}
+				trace := filepath.Join(b.TempDir(), "trace")
+				b.StartTimer()
+				run(trace)
+				b.StopTimer()
+				data, err := os.ReadFile(trace)
+				if err != nil {
+					b.Fatal(err)
+				}
+				syncs += len(syncCall.FindAll(data, -1))
+				if os.Getenv("SHOW_SYNCS") != "" {
+					os.WriteFile(os.Getenv("SHOW_SYNCS"), data, 0o644)
+				}
+				b.StartTimer()
+			}
+			b.ReportMetric(float64(syncs)/float64(b.N), "syncs/op")
+		})
 	}
 }

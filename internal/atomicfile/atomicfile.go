@@ -77,15 +77,18 @@ func SyncDir(dir string) error {
 	return syncClose(d, err, dir)
 }
 
-// RootWriteFile is WriteFile for name inside root.
-func RootWriteFile(root *os.Root, name string, data []byte, perm fs.FileMode) error {
+// RootReplaceFile replaces name inside root atomically, with no sync:
+// readers see the old content or the new, never part of either, but
+// after a crash the file may hold the old content again. For files that
+// are caches of a state kept durably elsewhere.
+func RootReplaceFile(root *os.Root, name string, data []byte, perm fs.FileMode) error {
 	dir := path.Dir(name)
 	tmp := path.Join(dir, tempName(path.Base(name)))
 	f, err := root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
 	if err != nil {
 		return err
 	}
-	if err := fill(f, data, perm); err != nil {
+	if err := write(f, data, perm, false); err != nil {
 		root.Remove(tmp)
 		return err
 	}
@@ -93,7 +96,7 @@ func RootWriteFile(root *os.Root, name string, data []byte, perm fs.FileMode) er
 		root.Remove(tmp)
 		return err
 	}
-	return RootSyncDir(root, dir)
+	return nil
 }
 
 // RootSyncDir is SyncDir for dir inside root.
@@ -123,21 +126,21 @@ func writeTemp(dir, base string, data []byte, perm fs.FileMode) (string, error) 
 	if err != nil {
 		return "", err
 	}
-	if err := fill(f, data, perm); err != nil {
+	if err := write(f, data, perm, true); err != nil {
 		os.Remove(tmp)
 		return "", err
 	}
 	return tmp, nil
 }
 
-// fill sets f's mode to perm exactly (open(2) applied the umask), writes
-// data, syncs and closes f.
-func fill(f *os.File, data []byte, perm fs.FileMode) error {
+// write sets f's mode to perm exactly (open(2) applied the umask), writes
+// data, syncs (when sync is set) and closes f.
+func write(f *os.File, data []byte, perm fs.FileMode, sync bool) error {
 	err := f.Chmod(perm)
 	if err == nil {
 		_, err = f.Write(data)
 	}
-	if err == nil {
+	if err == nil && sync {
 		err = f.Sync()
 	}
 	if cerr := f.Close(); err == nil {

@@ -145,7 +145,7 @@ func TestReplaceSymlinkErrorLeavesNothing(t *testing.T) {
 	noTemps(t, dir, "current")
 }
 
-func TestRootWriteFile(t *testing.T) {
+func TestRootReplaceFile(t *testing.T) {
 	dir := t.TempDir()
 	if err := os.Mkdir(filepath.Join(dir, "sub"), 0o755); err != nil {
 		t.Fatal(err)
@@ -155,7 +155,7 @@ func TestRootWriteFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer root.Close()
-	if err := RootWriteFile(root, "sub/f.json", []byte("{}"), 0o644); err != nil {
+	if err := RootReplaceFile(root, "sub/f.json", []byte("{}"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if got := mode(t, filepath.Join(dir, "sub", "f.json")); got != 0o644 {
@@ -168,8 +168,8 @@ func TestRootWriteFile(t *testing.T) {
 	if err := os.Symlink(outside, filepath.Join(dir, "escape")); err != nil {
 		t.Fatal(err)
 	}
-	if err := RootWriteFile(root, "escape/f.json", []byte("{}"), 0o644); err == nil {
-		t.Error("RootWriteFile followed a symlink out of the root")
+	if err := RootReplaceFile(root, "escape/f.json", []byte("{}"), 0o644); err == nil {
+		t.Error("RootReplaceFile followed a symlink out of the root")
 	}
 	noTemps(t, outside)
 }

@@ -65,7 +65,10 @@ func (in *Installer) clearPending(name string) error {
 	if err := os.Remove(in.pendingPath(name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("remove install record: %w", err)
 	}
-	return atomicfile.SyncDir(in.liveDir())
+	// No sync: a record that a crash brings back names the version that
+	// is live, and the next run finishes that install again (test,
+	// reload, TLS check), which changes nothing.
+	return nil
 }
 
 // readPending returns the record of name's interrupted install, nil when

@@ -48,5 +48,8 @@ func (in *Installer) publishStatus(inc *os.Root, name string) error {
 	if old, err := inc.ReadFile(path); err == nil && bytes.Equal(old, cur.Raw) {
 		return nil // already says so: no write, no sync
 	}
-	return atomicfile.RootWriteFile(inc, path, cur.Raw, 0o644)
+	// A cache of the live link for the push account, rebuilt on every
+	// run: a crash that loses it costs at most one push that certnode
+	// answers with unchanged.
+	return atomicfile.RootReplaceFile(inc, path, cur.Raw, 0o644)
 }
