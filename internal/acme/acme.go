@@ -111,6 +111,10 @@ type Request struct {
 	PreferredChain string
 	// Challenge is how the CA validates control of the domains.
 	Challenge Challenge
+	// Profile is the CA's certificate profile to order (e.g. "classic",
+	// "tlsserver", "shortlived"); empty takes the CA's default. Obtain
+	// refuses one the directory does not advertise, before any order.
+	Profile string
 	// ReplacesCert is the certificate this one renews. When the CA offers
 	// ARI it is sent as the order's "replaces" (RFC 9773 section 5).
 	ReplacesCert *x509.Certificate
@@ -118,8 +122,19 @@ type Request struct {
 
 // Challenge is how domain control is proven.
 type Challenge struct {
-	// Type is "dns-01" or "http-01".
+	// Type is "dns-01", "http-01" or "dns-persist-01".
 	Type string
+
+	// Wildcard (dns-persist-01) puts policy=wildcard in the records, as
+	// wildcard names need; PersistUntil, when set, their persistUntil;
+	// IssuerDomainName picks one of the CA's issuer domain names (its
+	// directory's caaIdentities; empty: the first).
+	Wildcard         bool
+	PersistUntil     time.Time
+	IssuerDomainName string
+	// Records, when set (dns-persist-01), receives the records to create
+	// before they are checked, so that they can be shown.
+	Records func([]PersistRecord)
 
 	// Provider names a lego DNS provider (dns-01), e.g. "cloudflare",
 	// "route53", "rfc2136", or "exec" for a program of one's own. Each
@@ -167,6 +182,9 @@ type Certificate struct {
 	Chain []byte
 	// Key is the private key of Cert. Never log it.
 	Key []byte
+	// Profile is the profile it was ordered with ("" for the CA's
+	// default).
+	Profile string
 }
 
 // Fullchain returns the leaf followed by the chain.
@@ -303,6 +321,15 @@ func (c *Client) Obtain(ctx context.Context, req Request) (*Certificate, error) 
 	if err != nil {
 		return nil, err
 	}
+	meta := cl.GetServerMetadata()
+	if err := checkProfile(req.Profile, meta.Profiles); err != nil {
+		return nil, err
+	}
+	if req.Challenge.Type == DNSPersist01 {
+		if err := c.checkPersist(ctx, req, meta.CaaIdentities); err != nil {
+			return nil, err
+		}
+	}
 	if err := c.setChallenge(ctx, cl, req); err != nil {
 		return nil, err
 	}
@@ -312,6 +339,7 @@ func (c *Client) Obtain(ctx context.Context, req Request) (*Certificate, error) 
 		KeyType:        kt,
 		Bundle:         false,
 		PreferredChain: req.PreferredChain,
+		Profile:        req.Profile,
 		// The first name as subject common name, as before lego v5
 		// turned it off by default.
 		EnableCommonName: true,
@@ -330,7 +358,7 @@ func (c *Client) Obtain(ctx context.Context, req Request) (*Certificate, error) 
 	}
 
 	start := time.Now()
-	c.log.Info("acme order", "cert", name, "domains", req.Domains, "challenge", req.Challenge.Type, "key_type", strings.ToLower(orDefault(req.KeyType, DefaultKeyType)), "replaces", or.ReplacesCertID)
+	c.log.Info("acme order", "cert", name, "domains", req.Domains, "challenge", req.Challenge.Type, "key_type", strings.ToLower(orDefault(req.KeyType, DefaultKeyType)), "profile", req.Profile, "replaces", or.ReplacesCertID)
 	res, err := cl.Certificate.Obtain(ctx, or)
 	if err != nil {
 		if cerr := ctx.Err(); cerr != nil {
@@ -339,7 +367,7 @@ func (c *Client) Obtain(ctx context.Context, req Request) (*Certificate, error) 
 		return nil, fmt.Errorf("obtain %s: %w", name, err)
 	}
 	c.log.Info("acme certificate issued", "cert", name, "url", res.CertURL, "took", time.Since(start).Round(time.Millisecond))
-	return &Certificate{Cert: res.Certificate, Chain: res.IssuerCertificate, Key: res.PrivateKey}, nil
+	return &Certificate{Cert: res.Certificate, Chain: res.IssuerCertificate, Key: res.PrivateKey, Profile: req.Profile}, nil
 }
 
 func orDefault(s, def string) string {
@@ -367,6 +395,15 @@ func CheckRequest(req Request) error {
 		if ch.PropagationTimeout < 0 {
 			return fmt.Errorf("%w: negative propagation timeout", ErrConfig)
 		}
+	case DNSPersist01:
+		for _, d := range req.Domains {
+			if strings.HasPrefix(d, "*.") && !ch.Wildcard {
+				return fmt.Errorf("%w: wildcard name %s needs dns-persist-01 with wildcard: true (policy=wildcard in the record)", ErrConfig, d)
+			}
+		}
+		if ch.PropagationTimeout < 0 {
+			return fmt.Errorf("%w: negative propagation timeout", ErrConfig)
+		}
 	case HTTP01:
 		for _, d := range req.Domains {
 			if strings.HasPrefix(d, "*.") {
@@ -386,7 +423,7 @@ func CheckRequest(req Request) error {
 			return fmt.Errorf("%w: http-01 mode %q (want webroot-push or standalone)", ErrConfig, ch.Mode)
 		}
 	default:
-		return fmt.Errorf("%w: challenge type %q (want dns-01 or http-01)", ErrConfig, ch.Type)
+		return fmt.Errorf("%w: challenge type %q (want dns-01, http-01 or dns-persist-01)", ErrConfig, ch.Type)
 	}
 	return nil
 }
@@ -394,6 +431,9 @@ func CheckRequest(req Request) error {
 // setChallenge configures lego's solver for req, checked by CheckRequest.
 func (c *Client) setChallenge(ctx context.Context, cl *lego.Client, req Request) error {
 	ch := req.Challenge
+	if ch.Type == DNSPersist01 {
+		return c.setPersist(ctx, cl, req)
+	}
 	if ch.Type == DNS01 {
 		p, err := dnsProvider(ch.Provider)
 		if err != nil {
