@@ -124,6 +124,9 @@ func Due(cert *x509.Certificate, renewBefore time.Duration, ari *RenewalWindow, 
 	return d
 }
 
+// Human renders a duration as the renewal messages do.
+func Human(d time.Duration) string { return human(d) }
+
 // human renders a duration for people: whole days from two days up,
 // minutes below that, seconds under a minute.
 func human(d time.Duration) string {
