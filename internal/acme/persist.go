@@ -14,6 +14,7 @@ import (
 
 	"github.com/go-acme/lego/v5/challenge/dnspersist01"
 	"github.com/go-acme/lego/v5/lego"
+	"github.com/miekg/dns"
 )
 
 // DNSPersist01 is the dns-persist-01 challenge: one TXT record per name,
@@ -158,20 +159,48 @@ func parseIssueValue(s string) (issueValue, error) {
 // Lookup asks one resolver for TXT records.
 type Lookup func(ctx context.Context, resolver, name string) ([]string, error)
 
-// lookupTXT asks resolver ("host:port", "host", or "" for the system's).
+// errNoTXT is a lookup's answer when the name has no TXT record.
+var errNoTXT = &net.DNSError{Err: "no TXT record", IsNotFound: true}
+
+// lookupTXT asks resolver ("host:port", "host", or "" for the system's)
+// for the TXT values of name, each one's strings joined.
 func lookupTXT(ctx context.Context, resolver, name string) ([]string, error) {
-	r := net.DefaultResolver
-	if resolver != "" {
-		addr := resolver
-		if _, _, err := net.SplitHostPort(addr); err != nil {
-			addr = net.JoinHostPort(addr, "53")
-		}
-		r = &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, network, addr)
-		}}
+	if resolver == "" {
+		return net.DefaultResolver.LookupTXT(ctx, name)
 	}
-	return r.LookupTXT(ctx, name)
+	addr := resolver
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		addr = net.JoinHostPort(addr, "53")
+	}
+	m := new(dns.Msg)
+	m.SetQuestion(dns.Fqdn(name), dns.TypeTXT)
+	m.RecursionDesired = true
+	c := &dns.Client{Timeout: 5 * time.Second}
+	in, _, err := c.ExchangeContext(ctx, m, addr)
+	if err == nil && in.Truncated {
+		c.Net = "tcp"
+		in, _, err = c.ExchangeContext(ctx, m, addr)
+	}
+	if err != nil {
+		return nil, err
+	}
+	switch in.Rcode {
+	case dns.RcodeSuccess:
+	case dns.RcodeNameError:
+		return nil, errNoTXT
+	default:
+		return nil, fmt.Errorf("answer %s", dns.RcodeToString[in.Rcode])
+	}
+	var out []string
+	for _, rr := range in.Answer {
+		if t, ok := rr.(*dns.TXT); ok {
+			out = append(out, strings.Join(t.Txt, ""))
+		}
+	}
+	if len(out) == 0 {
+		return nil, errNoTXT
+	}
+	return out, nil
 }
 
 // CheckPersistRecords asks every resolver (none: the system's) for each
