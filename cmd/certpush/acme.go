@@ -159,10 +159,15 @@ func (e *env) renewCommand() *cli.Command {
 		Short: "renew what is due (threshold or ARI), bundle and push",
 		Long: `For each ACME certificate (default: all with a challenge), obtain a new one
 when it is due: less than renew_before left (default: a third of its
-lifetime), or inside the CA's renewal window (ARI). A valid certificate is
-never re-issued. Then push every named certificate to the hosts that do
-not have it yet, so hosts that failed before are retried.
-Safe to run from cron or a systemd timer every few hours.`,
+lifetime, half for lifetimes of 10 days or less), or inside the CA's
+renewal window (ARI, asked again only after the CA's Retry-After; kept in
+<state_dir>/ari/). A valid certificate is never re-issued. Prints when each
+certificate is next due (--json: renewal_due; --metrics-file:
+certpush_cert_renewal_due_timestamp_seconds). Then push every named
+certificate to the hosts that do not have it yet, so hosts that failed
+before are retried.
+Safe to run from cron or a systemd timer; docs/acme.md has the interval
+for each lifetime.`,
 	}, &pf, func(ctx context.Context, names []string) error {
 		cfg, unlock, err := e.lockedConfig(ctx, pf.lock)
 		if err != nil {

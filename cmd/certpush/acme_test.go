@@ -30,14 +30,19 @@ func newACMEWorld(t *testing.T, hosts int, validity time.Duration, cert map[stri
 
 func newACMEWorldFor(t *testing.T, hosts int, validity time.Duration, cert map[string]any, names []string) *acmeWorld {
 	t.Helper()
+	return newACMEWorldWith(t, hosts, testacme.Options{CertificateValidity: validity}, cert, names, "")
+}
+
+// newACMEWorldWith starts pebble with opts (HTTPPort set here) and adds
+// extraACME (indented lines) to the config's acme: section.
+func newACMEWorldWith(t *testing.T, hosts int, opts testacme.Options, cert map[string]any, names []string, extraACME string) *acmeWorld {
+	t.Helper()
 	testfleet.Require(t, testacme.DefaultPebble, testacme.DefaultChallTestSrv)
 	w := newWorldFor(t, hosts, names)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	srv, err := testacme.Start(ctx, testacme.Options{
-		HTTPPort:            w.fleet.Hosts[0].HTTPPort,
-		CertificateValidity: validity,
-	})
+	opts.HTTPPort = w.fleet.Hosts[0].HTTPPort
+	srv, err := testacme.Start(ctx, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +66,7 @@ func newACMEWorldFor(t *testing.T, hosts int, validity time.Duration, cert map[s
   ca_file: %s
   dns_resolvers: [%q]
   disable_propagation_check: true
-`, srv.DirectoryURL, srv.ListenerCAFile, srv.DNSAddr)
+`, srv.DirectoryURL, srv.ListenerCAFile, srv.DNSAddr) + extraACME
 	if err := w.fleet.WriteInventory(w.config, testfleet.InventoryOptions{StateDir: w.stateDir, Cert: cert, Extra: extra}); err != nil {
 		t.Fatal(err)
 	}

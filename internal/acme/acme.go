@@ -17,8 +17,10 @@ import (
 	"crypto"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -345,10 +347,10 @@ func (c *Client) Obtain(ctx context.Context, req Request) (*Certificate, error) 
 		EnableCommonName: true,
 	}
 	if req.ReplacesCert != nil {
-		// "replaces" only goes to a CA that offers ARI; lego answers
-		// api.ErrNoARI from the directory it already has.
-		_, err := cl.Certificate.GetRenewalInfo(ctx, req.ReplacesCert)
-		if !errors.Is(err, api.ErrNoARI) {
+		// "replaces" only goes to a CA that offers ARI: its directory
+		// says so (asking for renewal information here would be a
+		// request before the stored Retry-After).
+		if c.offersARI(ctx) {
 			id, err := api.MakeARICertID(req.ReplacesCert)
 			if err != nil {
 				return nil, fmt.Errorf("certificate id for replaces: %w", err)
@@ -477,3 +479,26 @@ func (c *Client) setChallenge(ctx context.Context, cl *lego.Client, req Request)
 
 // account is the ACME account, as lego's registration.User.
 func (a *account) GetPrivateKey() crypto.Signer { return a.key }
+
+// offersARI reports whether the CA's directory has a renewalInfo URL.
+func (c *Client) offersARI(ctx context.Context) bool {
+	hc := &http.Client{Transport: ctxTransport{ctx: ctx, base: c.base}, Timeout: 2 * c.cfg.HTTPTimeout}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.cfg.Directory, nil)
+	if err != nil {
+		return false
+	}
+	req.Header.Set("User-Agent", strings.TrimSpace(c.cfg.UserAgent+" certpush-acme"))
+	resp, err := hc.Do(req)
+	if err != nil {
+		c.log.Warn("directory unreadable; ordering without replaces", "error", err)
+		return false
+	}
+	defer resp.Body.Close()
+	var dir struct {
+		RenewalInfo string `json:"renewalInfo"`
+	}
+	if resp.StatusCode != http.StatusOK || json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&dir) != nil {
+		return false
+	}
+	return dir.RenewalInfo != ""
+}

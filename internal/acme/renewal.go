@@ -133,7 +133,7 @@ func human(d time.Duration) string {
 	switch {
 	case d >= 48*time.Hour:
 		return fmt.Sprintf("%d days", int(d.Hours()/24))
-	case d >= time.Minute:
+	case d >= 2*time.Hour:
 		return d.Round(time.Minute).String()
 	}
 	return d.Round(time.Second).String()
