@@ -362,6 +362,13 @@ func (c *Client) Obtain(ctx context.Context, req Request) (*Certificate, error) 
 	start := time.Now()
 	c.log.Info("acme order", "cert", name, "domains", req.Domains, "challenge", req.Challenge.Type, "key_type", strings.ToLower(orDefault(req.KeyType, DefaultKeyType)), "profile", req.Profile, "replaces", or.ReplacesCertID)
 	res, err := cl.Certificate.Obtain(ctx, or)
+	if err != nil && or.ReplacesCertID != "" && strings.Contains(err.Error(), "alreadyReplaced") && ctx.Err() == nil {
+		// An earlier renewal got its certificate but did not keep it:
+		// the old one is replaced already; order without replaces.
+		c.log.Warn("certificate already replaced at the CA; ordering without replaces", "cert", name)
+		or.ReplacesCertID = ""
+		res, err = cl.Certificate.Obtain(ctx, or)
+	}
 	if err != nil {
 		if cerr := ctx.Err(); cerr != nil {
 			return nil, fmt.Errorf("obtain %s: %w (%v)", name, cerr, err)

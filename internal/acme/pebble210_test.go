@@ -242,6 +242,15 @@ func TestCachedRenewalInfo(t *testing.T) {
 	if n := logCount(t, srv, testacme.LogReplacement); n != 1 {
 		t.Errorf("pebble accepted %d replacement orders, want 1", n)
 	}
+	// The same certificate replaced again (an earlier renewal that was
+	// not kept): pebble says alreadyReplaced; the order goes without.
+	obtain(t, c, req)
+	if n := logCount(t, srv, testacme.LogReplacement); n != 1 {
+		t.Errorf("pebble accepted %d replacement orders, want still 1", n)
+	}
+	if n := logCount(t, srv, testacme.LogNewOrder); n != 4 {
+		t.Errorf("pebble saw %d orders, want 4 (first, replacement, refused replacement, plain)", n)
+	}
 }
 
 // Revocation shows in pebble's management API, with its reason.
