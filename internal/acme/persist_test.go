@@ -2,14 +2,21 @@ package acme
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
+	"fmt"
+	"math/big"
 	"net"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/certpush/certpush/internal/testacme"
+	"github.com/certpush/certpush/internal/testlog"
 )
 
 // dns-persist-01 against pebble 2.10, which supports it: the records are
@@ -123,5 +130,75 @@ func TestPersistRecordsAndCheck(t *testing.T) {
 	}
 	if got, _ := issuerFor("", []string{"z.test", "b.test"}); got != "b.test" {
 		t.Errorf("issuer %q, want the first in order", got)
+	}
+}
+
+// A CA without ARI: remembered for an hour, then asked again.
+func TestCachedRenewalInfoNoARI(t *testing.T) {
+	var srvURL string
+	dirHits := 0
+	ts := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/dir" {
+			http.NotFound(w, r)
+			return
+		}
+		dirHits++
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"newNonce":%q,"newAccount":%q,"newOrder":%q}`, srvURL+"/nonce", srvURL+"/acct", srvURL+"/order")
+	}))
+	ts.StartTLS()
+	t.Cleanup(ts.Close)
+	srvURL = ts.URL
+	c := &Client{cfg: Config{Directory: srvURL + "/dir", StateDir: t.TempDir(), HTTPTimeout: 5 * time.Second}, log: testlog.Logger(t), base: ts.Client().Transport}
+	key, err := loadOrCreateKey(filepath.Join(t.TempDir(), "k"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.acct = &account{key: key}
+	leaf := &x509.Certificate{SerialNumber: big.NewInt(0x1234), AuthorityKeyId: []byte{1, 2}}
+	path := ARIStatePath(c.cfg.StateDir, "x")
+	now := time.Now()
+	res, err := c.CachedRenewalInfo(t.Context(), path, leaf, now)
+	if !errors.Is(err, ErrNoARI) || !res.Asked || res.Window != nil {
+		t.Fatalf("first: %+v, %v", res, err)
+	}
+	st, err := LoadARIState(path)
+	if err != nil || st == nil || !st.NoARI || st.Serial != "1234" {
+		t.Fatalf("state %+v, %v", st, err)
+	}
+	hits := dirHits
+	res, err = c.CachedRenewalInfo(t.Context(), path, leaf, now.Add(30*time.Minute))
+	if err != nil || res.Asked || res.Window != nil || dirHits != hits {
+		t.Errorf("within the hour: %+v, %v, directory hits %d -> %d", res, err, hits, dirHits)
+	}
+	res, err = c.CachedRenewalInfo(t.Context(), path, leaf, now.Add(2*time.Hour))
+	if !errors.Is(err, ErrNoARI) || !res.Asked || dirHits == hits {
+		t.Errorf("after the hour: %+v, %v", res, err)
+	}
+	// Another certificate is always asked about.
+	other := &x509.Certificate{SerialNumber: big.NewInt(0x99), AuthorityKeyId: []byte{1, 2}}
+	if res, _ := c.CachedRenewalInfo(t.Context(), path, other, now); !res.Asked {
+		t.Error("a new certificate was not asked about")
+	}
+}
+
+func TestDefaultThreshold(t *testing.T) {
+	day := 24 * time.Hour
+	for _, tc := range []struct{ life, want time.Duration }{
+		{90 * day, 30 * day}, {45 * day, 15 * day}, {11 * day, 11 * day / 3},
+		{10 * day, 5 * day}, {160 * time.Hour, 80 * time.Hour}, {3 * time.Minute, 90 * time.Second},
+	} {
+		if got := DefaultThreshold(tc.life); got != tc.want {
+			t.Errorf("DefaultThreshold(%s) = %s, want %s", tc.life, got, tc.want)
+		}
+	}
+	now := time.Now()
+	six := &x509.Certificate{NotBefore: now.Add(-79 * time.Hour), NotAfter: now.Add(81 * time.Hour)}
+	if d := Due(six, 0, nil, now); d.Due {
+		t.Errorf("six-day certificate with 81h left due: %s", d.Reason)
+	}
+	six = &x509.Certificate{NotBefore: now.Add(-81 * time.Hour), NotAfter: now.Add(79 * time.Hour)}
+	if d := Due(six, 0, nil, now); !d.Due || d.Threshold != 80*time.Hour {
+		t.Errorf("six-day certificate with 79h left: %+v", d)
 	}
 }
