@@ -1,8 +1,11 @@
 // Package acme obtains certificates from an ACME CA with the lego library:
 // DNS-01 through any of lego's DNS providers (chosen by name), HTTP-01 by
 // pushing the token file to the web hosts' webroots (webroot-push) or by a
-// challenge server that the web servers forward to (standalone), and ACME
-// Renewal Information (ARI) for deciding when to renew.
+// challenge server that the web servers forward to (standalone),
+// dns-persist-01 with records set once (persist.go), certificate profiles
+// checked against the CA's directory (profile.go), ACME Renewal
+// Information (ARI) for deciding when to renew, kept until the CA's
+// Retry-After (aristate.go), and revocation.
 //
 // The ACME account is registered once and kept under the state directory;
 // every later Client with the same state reuses it.

@@ -1,5 +1,6 @@
 // Package testacme runs a local ACME CA for tests and demos: pebble and
-// pebble-challtestsrv (Debian package pebble) on loopback, each on free
+// pebble-challtestsrv (v2.10.3 as scripts/deps.sh builds it, else Debian's
+// package pebble) on loopback, each on free
 // ports, in a directory of their own. challtestsrv is pebble's DNS server,
 // so DNS-01 records set through its management API are what pebble sees,
 // and every name resolves to 127.0.0.1 for HTTP-01.
