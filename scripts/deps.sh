@@ -6,8 +6,26 @@
 # tests (contrib/prometheus); headless chromium to render status --html's
 # page; lintian and systemd-analyze (Debian systemd) for the package test
 # (test/pkg).
+# pebble v2.10.3 and its pebble-challtestsrv (profiles, ARI,
+# dns-persist-01, which Debian's pebble 2.4 lacks) are built with go
+# install into $(go env GOPATH)/bin, where internal/testacme looks first.
 # Does nothing when everything is already there.
 set -euo pipefail
+
+pebble_version=v2.10.3
+if command -v go >/dev/null; then
+  gobin="$(go env GOBIN)"
+  [ -n "$gobin" ] || gobin="$(go env GOPATH | cut -d: -f1)/bin"
+  for p in pebble pebble-challtestsrv; do
+    if [ ! -x "$gobin/$p" ]; then
+      echo "deps: go install github.com/letsencrypt/pebble/v2/cmd/$p@$pebble_version" >&2
+      GOBIN="$gobin" go install "github.com/letsencrypt/pebble/v2/cmd/$p@$pebble_version"
+    fi
+  done
+else
+  echo "deps: go not found: cannot build pebble $pebble_version (the ACME tests need it)" >&2
+  exit 1
+fi
 
 packages=(openssh-server openssh-client nginx-light pebble certbot sudo nftables iproute2 prometheus chromium lintian systemd)
 need=()

@@ -19,6 +19,7 @@ func (e *env) obtainCommand() *cli.Command {
 	var (
 		pf     pushFlags
 		noPush bool
+		newKey bool
 	)
 	c := e.pushing(&cli.Command{
 		Name:  "obtain",
@@ -38,6 +39,18 @@ func (e *env) obtainCommand() *cli.Command {
 		if err != nil {
 			return err
 		}
+		revs, err := loadRevocations(cfg.StateDir)
+		if err != nil {
+			return err
+		}
+		if rv, ok := revs.compromised(cert.Name); ok && !newKey {
+			if cur, err := e.store(cfg).Current(cert.Name); err == nil {
+				if leaf, err := cur.Leaf(); err == nil && keySHA(leaf) == rv.KeySHA {
+					return cli.Usagef("%s: the current key was revoked for key compromise (%s): run 'certpush obtain %s --new-key'", cert.Name, rv.At.Format(time.RFC3339), cert.Name)
+				}
+			}
+		}
+		e.newKey = newKey
 		if err := e.obtain(ctx, cfg, cert, nil); err != nil {
 			return err
 		}
@@ -47,6 +60,7 @@ func (e *env) obtainCommand() *cli.Command {
 		return e.pushNames(ctx, cfg, []string{cert.Name}, pf)
 	})
 	c.Flags.BoolVar(&noPush, "no-push", false, "make the bundle but do not push it")
+	c.Flags.BoolVar(&newKey, "new-key", false, "after a key compromise: a new private key, checked to differ from the current and every compromised one (required after 'revoke --reason keyCompromise')")
 	return c
 }
 
@@ -68,8 +82,10 @@ func (e *env) renewAndPush(ctx context.Context, cfg *inventory.Config, certs []*
 	)
 	for _, cert := range certs {
 		// A certificate not obtained over ACME has nothing to renew here.
+		var next time.Time
 		if cert.Challenge != nil {
-			if err := e.renewOne(ctx, cfg, cert); err != nil {
+			var err error
+			if next, err = e.renewOne(ctx, cfg, cert); err != nil {
 				// A usage error stops the run and is reported once, by
 				// the caller; other failures are reported here and the
 				// other certificates go on.
@@ -89,6 +105,9 @@ func (e *env) renewAndPush(ctx context.Context, cfg *inventory.Config, certs []*
 		rep, err := e.pushCert(ctx, cfg, cert.Name, pf)
 		if err != nil {
 			return err
+		}
+		if !next.IsZero() {
+			rep.RenewalDue = &next
 		}
 		reports = append(reports, rep)
 	}
@@ -140,10 +159,15 @@ func (e *env) renewCommand() *cli.Command {
 		Short: "renew what is due (threshold or ARI), bundle and push",
 		Long: `For each ACME certificate (default: all with a challenge), obtain a new one
 when it is due: less than renew_before left (default: a third of its
-lifetime), or inside the CA's renewal window (ARI). A valid certificate is
-never re-issued. Then push every named certificate to the hosts that do
-not have it yet, so hosts that failed before are retried.
-Safe to run from cron or a systemd timer every few hours.`,
+lifetime, half for lifetimes of 10 days or less), or inside the CA's
+renewal window (ARI, asked again only after the CA's Retry-After; kept in
+<state_dir>/ari/). A valid certificate is never re-issued. Prints when each
+certificate is next due (--json: renewal_due; --metrics-file:
+certpush_cert_renewal_due_timestamp_seconds). Then push every named
+certificate to the hosts that do not have it yet, so hosts that failed
+before are retried.
+Safe to run from cron or a systemd timer; docs/acme.md has the interval
+for each lifetime.`,
 	}, &pf, func(ctx context.Context, names []string) error {
 		cfg, unlock, err := e.lockedConfig(ctx, pf.lock)
 		if err != nil {
@@ -173,35 +197,88 @@ Safe to run from cron or a systemd timer every few hours.`,
 	})
 }
 
-// renewOne obtains a new certificate for cert when it is due.
-func (e *env) renewOne(ctx context.Context, cfg *inventory.Config, cert *inventory.Cert) error {
+// renewOne obtains a new certificate for cert when it is due, and returns
+// when the (new) current certificate is next due, zero if unknown. The
+// CA's renewal information is asked once per Retry-After (kept in
+// <state_dir>/ari/NAME.json); a certificate revoked by certpush is due.
+func (e *env) renewOne(ctx context.Context, cfg *inventory.Config, cert *inventory.Cert) (time.Time, error) {
 	cur, err := e.store(cfg).Current(cert.Name)
 	if errors.Is(err, bundle.ErrNoBundle) {
 		e.note("%s: no certificate yet: obtaining one", cert.Name)
-		return e.obtain(ctx, cfg, cert, nil)
+		return e.obtainAndNext(ctx, nil, cfg, cert, nil)
 	}
 	if err != nil {
-		return err
+		return time.Time{}, err
 	}
 	leaf, err := cur.Leaf()
 	if err != nil {
-		return err
+		return time.Time{}, err
 	}
 	client, err := e.acmeClient(ctx, cfg)
 	if err != nil {
-		return err
+		return time.Time{}, err
 	}
-	ari, err := client.RenewalInfo(ctx, leaf)
-	if err != nil && !errors.Is(err, acme.ErrNoARI) {
+	now := time.Now()
+	res, err := client.CachedRenewalInfo(ctx, acme.ARIStatePath(cfg.StateDir, cert.Name), leaf, now)
+	switch {
+	case errors.Is(err, acme.ErrNoARI):
+	case err != nil:
 		e.log.Warn("renewal information unavailable; using the threshold", "cert", cert.Name, "error", err)
+	case !res.Asked:
+		e.log.Info("renewal information from the state directory", "cert", cert.Name, "ask_again_at", res.NextFetch.Format(time.RFC3339))
 	}
-	d := acme.Due(leaf, cert.RenewBefore, ari, time.Now())
+	d := acme.Due(leaf, cert.RenewBefore, res.Window, now)
+	revs, rerr := loadRevocations(cfg.StateDir)
+	if rerr != nil {
+		return time.Time{}, rerr
+	}
+	if rv, ok := revs.revoked(cert.Name, leaf); ok {
+		d.Due, d.Reason = true, fmt.Sprintf("revoked (%s) at %s", rv.Reason, rv.At.Format(time.RFC3339))
+	}
 	if !d.Due {
 		e.note("%s: not due: %s", cert.Name, d.Reason)
-		return nil
+		e.note("%s: next renewal %s (%s)", cert.Name, d.RenewAt.UTC().Format(time.RFC3339), dueSource(d, res))
+		return d.RenewAt, nil
 	}
 	e.note("%s: renewing: %s", cert.Name, d.Reason)
-	return e.obtainWith(ctx, client, cfg, cert, leaf)
+	return e.obtainAndNext(ctx, client, cfg, cert, leaf)
+}
+
+// dueSource says where a renewal time comes from.
+func dueSource(d acme.RenewalDecision, res acme.ARIResult) string {
+	switch {
+	case d.ARI && d.RenewAt.Equal(res.Window.Start) && res.Asked:
+		return "start of the CA's renewal window"
+	case d.ARI && d.RenewAt.Equal(res.Window.Start):
+		return "start of the CA's renewal window; asked again after " + res.NextFetch.UTC().Format(time.RFC3339)
+	}
+	return "renewal threshold " + acme.Human(d.Threshold) + " before expiry"
+}
+
+// obtainAndNext obtains (with client, or a new one when nil) and returns
+// when the new certificate is due by the threshold; the CA's window for
+// it is asked on the next run.
+func (e *env) obtainAndNext(ctx context.Context, client *acme.Client, cfg *inventory.Config, cert *inventory.Cert, replaces *x509.Certificate) (time.Time, error) {
+	var err error
+	if client == nil {
+		if client, err = e.acmeClient(ctx, cfg); err != nil {
+			return time.Time{}, err
+		}
+	}
+	if err := e.obtainWith(ctx, client, cfg, cert, replaces); err != nil {
+		return time.Time{}, err
+	}
+	cur, err := e.store(cfg).Current(cert.Name)
+	if err != nil {
+		return time.Time{}, err
+	}
+	leaf, err := cur.Leaf()
+	if err != nil {
+		return time.Time{}, err
+	}
+	d := acme.Due(leaf, cert.RenewBefore, nil, time.Now())
+	e.note("%s: next renewal %s (renewal threshold %s before expiry, unless the CA's window says earlier)", cert.Name, d.RenewAt.UTC().Format(time.RFC3339), acme.Human(d.Threshold))
+	return d.RenewAt, nil
 }
 
 func acmeCert(cfg *inventory.Config, name string) (*inventory.Cert, error) {
@@ -259,6 +336,7 @@ func (e *env) obtainWith(ctx context.Context, client *acme.Client, cfg *inventor
 		Domains:        cert.Domains,
 		KeyType:        firstNonEmpty(cert.KeyType, cfg.ACME.KeyType),
 		PreferredChain: firstNonEmpty(cert.PreferredChain, cfg.ACME.PreferredChain),
+		Profile:        firstNonEmpty(cert.Profile, cfg.ACME.Profile),
 		ReplacesCert:   replaces,
 		Challenge: acme.Challenge{
 			Type:                    ch.Type,
@@ -268,7 +346,18 @@ func (e *env) obtainWith(ctx context.Context, client *acme.Client, cfg *inventor
 			DisablePropagationCheck: cfg.ACME.DisablePropagationCheck,
 			Mode:                    ch.Mode,
 			Address:                 ch.Address,
+			Wildcard:                ch.Wildcard,
+			PersistUntil:            ch.PersistUntil,
+			IssuerDomainName:        ch.IssuerDomainName,
 		},
+	}
+	if ch.Type == acme.DNSPersist01 {
+		req.Challenge.Records = func(recs []acme.PersistRecord) {
+			e.note("%s: dns-persist-01: these TXT records must exist (create them once; they stay):", cert.Name)
+			for _, r := range recs {
+				e.note("  %s", r)
+			}
+		}
 	}
 	if len(req.Challenge.Resolvers) == 0 {
 		req.Challenge.Resolvers = cfg.ACME.DNSResolvers
@@ -298,10 +387,13 @@ func (e *env) obtainWith(ctx context.Context, client *acme.Client, cfg *inventor
 	e.log.Info("obtaining certificate", "cert", cert.Name, "domains", cert.Domains, "challenge", ch.Type)
 	got, err := client.Obtain(ctx, req)
 	if err != nil {
-		if errors.Is(err, acme.ErrConfig) {
+		if errors.Is(err, acme.ErrConfig) || errors.Is(err, acme.ErrUnknownProfile) {
 			return cli.Usage(err)
 		}
 		return fmt.Errorf("%s: obtain: %w", cert.Name, err)
+	}
+	if err := e.checkObtainedKey(cfg, cert.Name, got); err != nil {
+		return fmt.Errorf("%s: %w; nothing was stored", cert.Name, err)
 	}
 	_, err = e.addBundle(cfg, cert, got.Cert, got.Chain, got.Key, bundle.SourceACME, false)
 	return err
@@ -314,4 +406,29 @@ func firstNonEmpty(s ...string) string {
 		}
 	}
 	return ""
+}
+
+// checkObtainedKey refuses a certificate whose key is the current one or a
+// compromised one. Every obtain makes a new key; --new-key says so.
+func (e *env) checkObtainedKey(cfg *inventory.Config, name string, got *acme.Certificate) error {
+	m, err := bundle.ParseMaterial(got.Cert, got.Chain, got.Key)
+	if err != nil {
+		return err
+	}
+	leaf := m.Leaf
+	var old *x509.Certificate
+	if cur, err := e.store(cfg).Current(name); err == nil {
+		old, _ = cur.Leaf()
+	}
+	revs, err := loadRevocations(cfg.StateDir)
+	if err != nil {
+		return err
+	}
+	if err := checkNewKey(revs, old, leaf); err != nil {
+		return err
+	}
+	if e.newKey {
+		e.note("%s: new private key (public key sha256 %s)", name, keySHA(leaf))
+	}
+	return nil
 }

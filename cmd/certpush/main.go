@@ -40,6 +40,7 @@ type env struct {
 	configPath     string
 	getenv         func(string) string
 	progressShown  bool
+	newKey         bool // obtain --new-key
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -57,6 +58,7 @@ Exit status: 0 done (or nothing to do), 1 some hosts or certificates failed,
 			e.hookCommand(),
 			e.obtainCommand(),
 			e.renewCommand(),
+			e.revokeCommand(),
 			e.syncCommand(),
 			e.statusCommand(),
 			e.trustCommand(),
@@ -116,7 +118,13 @@ func (e *env) loadConfig() (*inventory.Config, error) {
 	if errors.Is(err, iofs.ErrNotExist) {
 		return nil, cli.Usage(err, "pass --config FILE or set CERTPUSH_CONFIG (an example is inventory/certpush.yaml)")
 	}
-	return cfg, cli.Usage(err)
+	if err != nil {
+		return nil, cli.Usage(err)
+	}
+	if err := checkProfileLimits(cfg); err != nil {
+		return nil, cli.Usage(err)
+	}
+	return cfg, nil
 }
 
 // lockFlags choose how long a command that changes the state directory

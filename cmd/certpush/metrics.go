@@ -74,6 +74,10 @@ func pushMetrics(st fleetState, reports []certReport, bundles map[string]*bundle
 			s.Gauge("certpush_cert_not_after_timestamp_seconds", "Not-after time of the certificate's current bundle.",
 				metrics.Labels{"cert": rep.Cert}, float64(b.Manifest.NotAfter.Unix()))
 		}
+		if rep.RenewalDue != nil {
+			s.Gauge("certpush_cert_renewal_due_timestamp_seconds", "When the certificate is next due for renewal (CA's renewal window or threshold), as of the last renew or sync.",
+				metrics.Labels{"cert": rep.Cert}, float64(rep.RenewalDue.Unix()))
+		}
 		counts := map[string]int{}
 		for _, r := range rep.Results {
 			counts[r.Result]++

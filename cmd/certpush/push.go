@@ -31,7 +31,9 @@ type pushFlags struct {
 	quiet    bool
 	metrics  string
 	maxFail  int
-	lock     lockFlags
+	// emergency: every host at once, no canaries, no failure limit.
+	emergency bool
+	lock      lockFlags
 }
 
 func (p *pushFlags) register(fs *flag.FlagSet) {
@@ -45,6 +47,7 @@ func (p *pushFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&p.force, "force", false, "push and install even where a host has the bundle (hosts behind the shipped forced command refuse it)")
 	fs.BoolVar(&p.json, "json", false, "print results as JSON")
 	fs.BoolVar(&p.quiet, "quiet", false, "print nothing but failures")
+	fs.BoolVar(&p.emergency, "emergency", false, "incident rollout: every host at once at full parallelism, no canary wave or failure limit; same verification")
 	fs.StringVar(&p.metrics, "metrics-file", "", "write Prometheus metrics to `file` (node_exporter textfile collector)")
 }
 
@@ -128,7 +131,10 @@ type certReport struct {
 	BundleID string        `json:"bundle_id"`
 	Message  string        `json:"message,omitempty"`
 	Results  []push.Result `json:"results"`
-	bundle   *bundle.Bundle
+	// RenewalDue is when the certificate is next due for renewal (renew
+	// and sync, ACME certificates).
+	RenewalDue *time.Time `json:"renewal_due,omitempty"`
+	bundle     *bundle.Bundle
 }
 
 func (e *env) store(cfg *inventory.Config) *bundle.Store {
@@ -174,6 +180,11 @@ func (e *env) pushCert(ctx context.Context, cfg *inventory.Config, name string, 
 		canaries = pf.canary
 	}
 	canaries = min(canaries, len(hosts))
+	if pf.emergency {
+		canaries = 0
+		pf.parallel = max(len(hosts), 1)
+		pf.maxFail = 0
+	}
 	rest := "rest"
 	if canaries == 0 {
 		rest = "all"
@@ -189,7 +200,11 @@ func (e *env) pushCert(ctx context.Context, cfg *inventory.Config, name string, 
 		return rep, err
 	}
 	defer closeAuth()
-	e.log.Info("pushing", "cert", name, "bundle", b.Manifest.ID, "hosts", len(hosts), "canary", canaries, "dry_run", pf.dryRun)
+	e.log.Info("pushing", "cert", name, "bundle", b.Manifest.ID, "hosts", len(hosts), "canary", canaries, "dry_run", pf.dryRun, "emergency", pf.emergency)
+	if pf.emergency {
+		e.note("%s: emergency push: all %d hosts at once", name, len(hosts))
+		rest = "emergency"
+	}
 	results := wave("canary", p.Run(ctx, hosts[:canaries]))
 	if failed := countFailed(results); failed > 0 && !pf.dryRun {
 		rep.Message = fmt.Sprintf("%d of %d canary hosts failed: rollout stopped, %d hosts untouched", failed, canaries, len(hosts)-canaries)

@@ -1,8 +1,11 @@
 // Package acme obtains certificates from an ACME CA with the lego library:
 // DNS-01 through any of lego's DNS providers (chosen by name), HTTP-01 by
 // pushing the token file to the web hosts' webroots (webroot-push) or by a
-// challenge server that the web servers forward to (standalone), and ACME
-// Renewal Information (ARI) for deciding when to renew.
+// challenge server that the web servers forward to (standalone),
+// dns-persist-01 with records set once (persist.go), certificate profiles
+// checked against the CA's directory (profile.go), ACME Renewal
+// Information (ARI) for deciding when to renew, kept until the CA's
+// Retry-After (aristate.go), and revocation.
 //
 // The ACME account is registered once and kept under the state directory;
 // every later Client with the same state reuses it.
@@ -17,8 +20,10 @@ import (
 	"crypto"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -111,6 +116,10 @@ type Request struct {
 	PreferredChain string
 	// Challenge is how the CA validates control of the domains.
 	Challenge Challenge
+	// Profile is the CA's certificate profile to order (e.g. "classic",
+	// "tlsserver", "shortlived"); empty takes the CA's default. Obtain
+	// refuses one the directory does not advertise, before any order.
+	Profile string
 	// ReplacesCert is the certificate this one renews. When the CA offers
 	// ARI it is sent as the order's "replaces" (RFC 9773 section 5).
 	ReplacesCert *x509.Certificate
@@ -118,8 +127,19 @@ type Request struct {
 
 // Challenge is how domain control is proven.
 type Challenge struct {
-	// Type is "dns-01" or "http-01".
+	// Type is "dns-01", "http-01" or "dns-persist-01".
 	Type string
+
+	// Wildcard (dns-persist-01) puts policy=wildcard in the records, as
+	// wildcard names need; PersistUntil, when set, their persistUntil;
+	// IssuerDomainName picks one of the CA's issuer domain names (its
+	// directory's caaIdentities; empty: the first).
+	Wildcard         bool
+	PersistUntil     time.Time
+	IssuerDomainName string
+	// Records, when set (dns-persist-01), receives the records to create
+	// before they are checked, so that they can be shown.
+	Records func([]PersistRecord)
 
 	// Provider names a lego DNS provider (dns-01), e.g. "cloudflare",
 	// "route53", "rfc2136", or "exec" for a program of one's own. Each
@@ -167,6 +187,9 @@ type Certificate struct {
 	Chain []byte
 	// Key is the private key of Cert. Never log it.
 	Key []byte
+	// Profile is the profile it was ordered with ("" for the CA's
+	// default).
+	Profile string
 }
 
 // Fullchain returns the leaf followed by the chain.
@@ -303,6 +326,15 @@ func (c *Client) Obtain(ctx context.Context, req Request) (*Certificate, error) 
 	if err != nil {
 		return nil, err
 	}
+	meta := cl.GetServerMetadata()
+	if err := checkProfile(req.Profile, meta.Profiles); err != nil {
+		return nil, err
+	}
+	if req.Challenge.Type == DNSPersist01 {
+		if err := c.checkPersist(ctx, req, meta.CaaIdentities); err != nil {
+			return nil, err
+		}
+	}
 	if err := c.setChallenge(ctx, cl, req); err != nil {
 		return nil, err
 	}
@@ -312,15 +344,16 @@ func (c *Client) Obtain(ctx context.Context, req Request) (*Certificate, error) 
 		KeyType:        kt,
 		Bundle:         false,
 		PreferredChain: req.PreferredChain,
+		Profile:        req.Profile,
 		// The first name as subject common name, as before lego v5
 		// turned it off by default.
 		EnableCommonName: true,
 	}
 	if req.ReplacesCert != nil {
-		// "replaces" only goes to a CA that offers ARI; lego answers
-		// api.ErrNoARI from the directory it already has.
-		_, err := cl.Certificate.GetRenewalInfo(ctx, req.ReplacesCert)
-		if !errors.Is(err, api.ErrNoARI) {
+		// "replaces" only goes to a CA that offers ARI: its directory
+		// says so (asking for renewal information here would be a
+		// request before the stored Retry-After).
+		if c.offersARI(ctx) {
 			id, err := api.MakeARICertID(req.ReplacesCert)
 			if err != nil {
 				return nil, fmt.Errorf("certificate id for replaces: %w", err)
@@ -330,8 +363,15 @@ func (c *Client) Obtain(ctx context.Context, req Request) (*Certificate, error) 
 	}
 
 	start := time.Now()
-	c.log.Info("acme order", "cert", name, "domains", req.Domains, "challenge", req.Challenge.Type, "key_type", strings.ToLower(orDefault(req.KeyType, DefaultKeyType)), "replaces", or.ReplacesCertID)
+	c.log.Info("acme order", "cert", name, "domains", req.Domains, "challenge", req.Challenge.Type, "key_type", strings.ToLower(orDefault(req.KeyType, DefaultKeyType)), "profile", req.Profile, "replaces", or.ReplacesCertID)
 	res, err := cl.Certificate.Obtain(ctx, or)
+	if err != nil && or.ReplacesCertID != "" && strings.Contains(err.Error(), "alreadyReplaced") && ctx.Err() == nil {
+		// An earlier renewal got its certificate but did not keep it:
+		// the old one is replaced already; order without replaces.
+		c.log.Warn("certificate already replaced at the CA; ordering without replaces", "cert", name)
+		or.ReplacesCertID = ""
+		res, err = cl.Certificate.Obtain(ctx, or)
+	}
 	if err != nil {
 		if cerr := ctx.Err(); cerr != nil {
 			return nil, fmt.Errorf("obtain %s: %w (%v)", name, cerr, err)
@@ -339,7 +379,7 @@ func (c *Client) Obtain(ctx context.Context, req Request) (*Certificate, error) 
 		return nil, fmt.Errorf("obtain %s: %w", name, err)
 	}
 	c.log.Info("acme certificate issued", "cert", name, "url", res.CertURL, "took", time.Since(start).Round(time.Millisecond))
-	return &Certificate{Cert: res.Certificate, Chain: res.IssuerCertificate, Key: res.PrivateKey}, nil
+	return &Certificate{Cert: res.Certificate, Chain: res.IssuerCertificate, Key: res.PrivateKey, Profile: req.Profile}, nil
 }
 
 func orDefault(s, def string) string {
@@ -367,6 +407,15 @@ func CheckRequest(req Request) error {
 		if ch.PropagationTimeout < 0 {
 			return fmt.Errorf("%w: negative propagation timeout", ErrConfig)
 		}
+	case DNSPersist01:
+		for _, d := range req.Domains {
+			if strings.HasPrefix(d, "*.") && !ch.Wildcard {
+				return fmt.Errorf("%w: wildcard name %s needs dns-persist-01 with wildcard: true (policy=wildcard in the record)", ErrConfig, d)
+			}
+		}
+		if ch.PropagationTimeout < 0 {
+			return fmt.Errorf("%w: negative propagation timeout", ErrConfig)
+		}
 	case HTTP01:
 		for _, d := range req.Domains {
 			if strings.HasPrefix(d, "*.") {
@@ -386,7 +435,7 @@ func CheckRequest(req Request) error {
 			return fmt.Errorf("%w: http-01 mode %q (want webroot-push or standalone)", ErrConfig, ch.Mode)
 		}
 	default:
-		return fmt.Errorf("%w: challenge type %q (want dns-01 or http-01)", ErrConfig, ch.Type)
+		return fmt.Errorf("%w: challenge type %q (want dns-01, http-01 or dns-persist-01)", ErrConfig, ch.Type)
 	}
 	return nil
 }
@@ -394,6 +443,9 @@ func CheckRequest(req Request) error {
 // setChallenge configures lego's solver for req, checked by CheckRequest.
 func (c *Client) setChallenge(ctx context.Context, cl *lego.Client, req Request) error {
 	ch := req.Challenge
+	if ch.Type == DNSPersist01 {
+		return c.setPersist(ctx, cl, req)
+	}
 	if ch.Type == DNS01 {
 		p, err := dnsProvider(ch.Provider)
 		if err != nil {
@@ -437,3 +489,26 @@ func (c *Client) setChallenge(ctx context.Context, cl *lego.Client, req Request)
 
 // account is the ACME account, as lego's registration.User.
 func (a *account) GetPrivateKey() crypto.Signer { return a.key }
+
+// offersARI reports whether the CA's directory has a renewalInfo URL.
+func (c *Client) offersARI(ctx context.Context) bool {
+	hc := &http.Client{Transport: ctxTransport{ctx: ctx, base: c.base}, Timeout: 2 * c.cfg.HTTPTimeout}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.cfg.Directory, nil)
+	if err != nil {
+		return false
+	}
+	req.Header.Set("User-Agent", strings.TrimSpace(c.cfg.UserAgent+" certpush-acme"))
+	resp, err := hc.Do(req)
+	if err != nil {
+		c.log.Warn("directory unreadable; ordering without replaces", "error", err)
+		return false
+	}
+	defer resp.Body.Close()
+	var dir struct {
+		RenewalInfo string `json:"renewalInfo"`
+	}
+	if resp.StatusCode != http.StatusOK || json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&dir) != nil {
+		return false
+	}
+	return dir.RenewalInfo != ""
+}

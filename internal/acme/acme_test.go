@@ -386,10 +386,14 @@ func TestRenewalInfoAndReplaces(t *testing.T) {
 	}
 	t.Logf("pebble offers ARI: %v", ari)
 
-	// Default threshold (a third of an hour): a fresh one-hour cert is
-	// not due; 50 minutes later it is.
-	if d := Due(first.Leaf, 0, w, time.Now()); d.Due {
+	// Default threshold (half of a lifetime of ten days or less): a
+	// fresh one-hour cert is not due by it; 50 minutes later it is.
+	// Pebble's window for a certificate this short starts at issuance.
+	if d := Due(first.Leaf, 0, nil, time.Now()); d.Due {
 		t.Errorf("fresh certificate due: %s", d.Reason)
+	}
+	if d := Due(first.Leaf, 0, w, time.Now()); ari && (!d.Due || !d.ARI) {
+		t.Errorf("certificate inside pebble's window not due: %+v", d)
 	}
 	if d := Due(first.Leaf, 0, nil, first.Leaf.NotBefore.Add(50*time.Minute)); !d.Due {
 		t.Errorf("certificate 10 minutes before expiry not due: %s", d.Reason)
@@ -399,6 +403,11 @@ func TestRenewalInfoAndReplaces(t *testing.T) {
 	second := validate(t, srv, obtain(t, c, req), domains)
 	if second.Leaf.SerialNumber.Cmp(first.Leaf.SerialNumber) == 0 {
 		t.Error("renewal returned the same certificate")
+	}
+	if ari {
+		if n, err := srv.LogCount(testacme.LogReplacement); err != nil || n != 1 {
+			t.Errorf("pebble accepted %d orders as replacements (%v), want 1", n, err)
+		}
 	}
 }
 

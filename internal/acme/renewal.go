@@ -69,14 +69,28 @@ type RenewalDecision struct {
 	ARI bool
 }
 
+// ShortLifetime is the lifetime up to which the default threshold is half
+// of it rather than a third: a six-day certificate renews with three days
+// left, which leaves room for a failed run or two.
+const ShortLifetime = 10 * 24 * time.Hour
+
+// DefaultThreshold is the renew_before used when none is configured: a
+// third of lifetime, or half of it for lifetimes of ShortLifetime or less.
+func DefaultThreshold(lifetime time.Duration) time.Duration {
+	if lifetime <= ShortLifetime {
+		return lifetime / 2
+	}
+	return lifetime / 3
+}
+
 // Due decides whether cert should be renewed at now: when its remaining
-// lifetime is below renewBefore (0 or less: one third of its lifetime), or
-// when now is inside or after ari's suggested window (nil: no ARI).
+// lifetime is below renewBefore (0 or less: DefaultThreshold), or when now
+// is inside or after ari's suggested window (nil: no ARI).
 func Due(cert *x509.Certificate, renewBefore time.Duration, ari *RenewalWindow, now time.Time) RenewalDecision {
 	lifetime := cert.NotAfter.Sub(cert.NotBefore)
 	threshold := renewBefore
 	if threshold <= 0 {
-		threshold = lifetime / 3
+		threshold = DefaultThreshold(lifetime)
 	}
 	d := RenewalDecision{
 		Remaining: cert.NotAfter.Sub(now),
@@ -110,13 +124,16 @@ func Due(cert *x509.Certificate, renewBefore time.Duration, ari *RenewalWindow, 
 	return d
 }
 
+// Human renders a duration as the renewal messages do.
+func Human(d time.Duration) string { return human(d) }
+
 // human renders a duration for people: whole days from two days up,
 // minutes below that, seconds under a minute.
 func human(d time.Duration) string {
 	switch {
 	case d >= 48*time.Hour:
 		return fmt.Sprintf("%d days", int(d.Hours()/24))
-	case d >= time.Minute:
+	case d >= 2*time.Hour:
 		return d.Round(time.Minute).String()
 	}
 	return d.Round(time.Second).String()

@@ -33,6 +33,9 @@ const (
 const (
 	ChallengeDNS01  = "dns-01"
 	ChallengeHTTP01 = "http-01"
+	// ChallengeDNSPersist01 validates with one TXT record per name set
+	// once (_validation-persist.<name>), naming the ACME account.
+	ChallengeDNSPersist01 = "dns-persist-01"
 
 	ModeWebrootPush = "webroot-push"
 	ModeStandalone  = "standalone"
@@ -106,6 +109,8 @@ type ACME struct {
 	// authoritative name servers: only DNSResolvers (or a challenge's
 	// resolvers) are asked (acme.Challenge.DisablePropagationCheck).
 	DisablePropagationCheck bool
+	// Profile is the default certificate profile ("" : the CA's default).
+	Profile string
 }
 
 // EAB is an external account binding.
@@ -127,6 +132,7 @@ type Cert struct {
 	RenewBefore    time.Duration // 0: decided by the renewal logic
 	KeyType        string        // "" means ACME.KeyType
 	PreferredChain string
+	Profile        string // "" means ACME.Profile
 	Challenge      *Challenge
 	// Anchor is what the certificate's chain must verify to (roots: of
 	// the certificate, else of the file, else the system's) and whether a
@@ -147,6 +153,12 @@ type Challenge struct {
 	Address            string // http-01 standalone: listen address
 	Resolvers          []string
 	PropagationTimeout time.Duration
+	// dns-persist-01: policy=wildcard in the records, their persistUntil
+	// (zero: none), and the CA's issuer domain name to name ("": the
+	// first the CA's directory lists).
+	Wildcard         bool
+	PersistUntil     time.Time
+	IssuerDomainName string
 }
 
 // Host is one SSH destination. Hosts returned by this package have every

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
@@ -51,11 +52,11 @@ type parser struct {
 var (
 	topKeys       = []string{"state_dir", "ssh", "acme", "roots", "certs", "hosts"}
 	sshKeys       = []string{"user", "port", "identity", "known_hosts", "parallel", "timeout", "connect_timeout", "incoming", "command"}
-	acmeKeys      = []string{"directory", "email", "ca_file", "eab", "key_type", "preferred_chain", "dns_resolvers", "propagation_timeout", "disable_propagation_check"}
+	acmeKeys      = []string{"directory", "email", "ca_file", "eab", "key_type", "preferred_chain", "dns_resolvers", "propagation_timeout", "disable_propagation_check", "profile"}
 	eabKeys       = []string{"kid", "hmac_key"}
 	hostKeys      = []string{"address", "port", "user", "groups", "verify", "incoming", "command", "install", "webroot"}
-	certKeys      = []string{"domains", "hosts", "hosts_file", "install", "canary", "verify_sni", "verify_ports", "renew_before", "key_type", "preferred_chain", "challenge", "roots", "allow_self_signed"}
-	challengeKeys = []string{"type", "provider", "mode", "webroot", "address", "resolvers", "propagation_timeout"}
+	certKeys      = []string{"domains", "hosts", "hosts_file", "install", "canary", "verify_sni", "verify_ports", "renew_before", "key_type", "preferred_chain", "profile", "challenge", "roots", "allow_self_signed"}
+	challengeKeys = []string{"type", "provider", "mode", "webroot", "address", "resolvers", "propagation_timeout", "wildcard", "persist_until", "issuer_domain_name"}
 )
 
 func (p *parser) parse(data []byte) *Config {
@@ -229,6 +230,8 @@ func (p *parser) acme(n *yaml.Node, a *ACME) {
 			if v, ok := p.Bool(f.Val, key); ok {
 				a.DisablePropagationCheck = v
 			}
+		case "profile":
+			a.Profile = p.profile(f.Val, key)
 		default:
 			p.Unknown(f.Key, "acme", acmeKeys)
 		}
@@ -453,6 +456,8 @@ func (p *parser) cert(keyNode, n *yaml.Node, cfg *Config, groups map[string][]*y
 			if v, ok := p.Text(f.Val, key); ok {
 				c.PreferredChain = v
 			}
+		case "profile":
+			c.Profile = p.profile(f.Val, key)
 		case "challenge":
 			c.Challenge = p.challenge(f.Key, f.Val, key)
 		case "roots":
@@ -467,6 +472,14 @@ func (p *parser) cert(keyNode, n *yaml.Node, cfg *Config, groups map[string][]*y
 	}
 	if domainsKey == nil {
 		p.Errorf(keyNode, "%s: domains is required: list the names the certificate covers", where)
+	}
+	if ch := c.Challenge; ch != nil && ch.Type == ChallengeDNSPersist01 && !ch.Wildcard {
+		for _, d := range c.Domains {
+			if strings.HasPrefix(d, "*.") {
+				p.Errorf(keyNode, "%s: wildcard name %s needs challenge.wildcard: true (policy=wildcard in the dns-persist-01 record)", where, d)
+				break
+			}
+		}
 	}
 
 	p.canary(c, canary, canaryKey, hostsFileOK, cfg, groups)
@@ -568,7 +581,7 @@ func (p *parser) challenge(keyNode, n *yaml.Node, where string) *Challenge {
 		set[f.Key.Value] = f.Key
 		switch f.Key.Value {
 		case "type":
-			ch.Type, _ = p.OneOf(f.Val, key, "challenge type", ChallengeDNS01, ChallengeHTTP01)
+			ch.Type, _ = p.OneOf(f.Val, key, "challenge type", ChallengeDNS01, ChallengeHTTP01, ChallengeDNSPersist01)
 		case "provider":
 			v, ok := p.NonEmpty(f.Val, key)
 			if !ok {
@@ -609,6 +622,29 @@ func (p *parser) challenge(keyNode, n *yaml.Node, where string) *Challenge {
 			if v, ok := p.Duration(f.Val, key); ok {
 				ch.PropagationTimeout = v
 			}
+		case "wildcard":
+			ch.Wildcard, _ = p.Bool(f.Val, key)
+		case "persist_until":
+			v, ok := p.NonEmpty(f.Val, key)
+			if !ok {
+				break
+			}
+			t, err := parseUntil(v)
+			if err != nil {
+				p.Errorf(yamlconf.Deref(f.Val), "%s: %v", key, err)
+				break
+			}
+			ch.PersistUntil = t
+		case "issuer_domain_name":
+			v, ok := p.NonEmpty(f.Val, key)
+			if !ok {
+				break
+			}
+			if strings.ContainsAny(v, " ;=") {
+				p.Errorf(yamlconf.Deref(f.Val), "%s: bad issuer domain name %q", key, v)
+				break
+			}
+			ch.IssuerDomainName = strings.ToLower(strings.TrimSuffix(v, "."))
 		default:
 			p.Unknown(f.Key, where, challengeKeys)
 		}
@@ -631,15 +667,20 @@ func (p *parser) challengeNeeds(keyNode *yaml.Node, where string, ch *Challenge,
 	switch ch.Type {
 	case "":
 		if set["type"] == nil {
-			p.Errorf(keyNode, "%s: type is required (%s or %s)", where, ChallengeDNS01, ChallengeHTTP01)
+			p.Errorf(keyNode, "%s: type is required (%s, %s or %s)", where, ChallengeDNS01, ChallengeHTTP01, ChallengeDNSPersist01)
 		}
+	case ChallengeDNSPersist01:
+		only([]string{"provider"}, ChallengeDNS01)
+		only([]string{"mode", "webroot", "address"}, ChallengeHTTP01)
 	case ChallengeDNS01:
+		only([]string{"wildcard", "persist_until", "issuer_domain_name"}, ChallengeDNSPersist01)
 		if set["provider"] == nil {
 			p.Errorf(keyNode, "%s: provider is required for %s (a lego DNS provider code such as route53, or exec)", where, ChallengeDNS01)
 		}
 		only([]string{"mode", "webroot", "address"}, ChallengeHTTP01)
 	case ChallengeHTTP01:
 		only([]string{"provider", "resolvers", "propagation_timeout"}, ChallengeDNS01)
+		only([]string{"wildcard", "persist_until", "issuer_domain_name"}, ChallengeDNSPersist01)
 		if ch.Mode == "" && set["mode"] == nil {
 			ch.Mode = ModeWebrootPush
 		}
@@ -671,4 +712,32 @@ func validProvider(s string) bool {
 		}
 	}
 	return true
+}
+
+// profile reads a certificate profile name; which exist is the CA's
+// directory's to say, checked before ordering.
+func (p *parser) profile(n *yaml.Node, key string) string {
+	v, ok := p.NonEmpty(n, key)
+	if !ok {
+		return ""
+	}
+	for _, c := range v {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.') {
+			p.Errorf(yamlconf.Deref(n), "%s: bad profile name %q (a name the CA's directory lists, e.g. classic, tlsserver, shortlived)", key, v)
+			return ""
+		}
+	}
+	return v
+}
+
+// parseUntil reads persist_until: an RFC 3339 time, or a date (midnight
+// UTC).
+func parseUntil(v string) (time.Time, error) {
+	if t, err := time.Parse(time.RFC3339, v); err == nil {
+		return t.UTC(), nil
+	}
+	if t, err := time.Parse("2006-01-02", v); err == nil {
+		return t, nil
+	}
+	return time.Time{}, fmt.Errorf("%q is not a time: want 2027-06-30 or 2027-06-30T00:00:00Z", v)
 }

@@ -528,8 +528,8 @@ hosts:
     challenge: {type: dns-01, provider: "Route 53"}
 `,
 			want: []string{
-				"certpush.yaml:4: certs.a.challenge: type is required (dns-01 or http-01)",
-				`certpush.yaml:7: certs.b.challenge.type: unknown challenge type "tls-alpn-01" (use dns-01 or http-01)`,
+				"certpush.yaml:4: certs.a.challenge: type is required (dns-01, http-01 or dns-persist-01)",
+				`certpush.yaml:7: certs.b.challenge.type: unknown challenge type "tls-alpn-01" (use dns-01, http-01, dns-persist-01)`,
 				"certpush.yaml:10: certs.c.challenge: provider is required for dns-01 (a lego DNS provider code such as route53, or exec)",
 				"certpush.yaml:10: certs.c.challenge.webroot: only applies to http-01",
 				"certpush.yaml:13: certs.d.challenge.provider: only applies to dns-01",

@@ -1,5 +1,6 @@
 // Package testacme runs a local ACME CA for tests and demos: pebble and
-// pebble-challtestsrv (Debian package pebble) on loopback, each on free
+// pebble-challtestsrv (v2.10.3 as scripts/deps.sh builds it, else Debian's
+// package pebble) on loopback, each on free
 // ports, in a directory of their own. challtestsrv is pebble's DNS server,
 // so DNS-01 records set through its management API are what pebble sees,
 // and every name resolves to 127.0.0.1 for HTTP-01.
@@ -28,10 +29,15 @@ import (
 	"github.com/certpush/certpush/internal/testproc"
 )
 
-// Default locations of the two programs (Debian package pebble).
+// The two programs: pebble v2.10 as scripts/deps.sh builds it with go
+// install (into $GOBIN or the first $GOPATH's bin, default ~/go/bin), else
+// Debian's package pebble (2.4, without profiles, ARI or dns-persist-01).
+var (
+	DefaultPebble       = findProgram("pebble")
+	DefaultChallTestSrv = findProgram("pebble-challtestsrv")
+)
+
 const (
-	DefaultPebble        = "/usr/bin/pebble"
-	DefaultChallTestSrv  = "/usr/bin/pebble-challtestsrv"
 	defaultStartTimeout  = 20 * time.Second
 	readinessPollingTime = 50 * time.Millisecond
 )
@@ -57,6 +63,31 @@ type Options struct {
 	Pebble, ChallTestSrv string
 	// StartTimeout bounds the wait for both to answer; 0 means 20 s.
 	StartTimeout time.Duration
+
+	// Profiles are the certificate profiles pebble offers (pebble 2.10);
+	// nil offers pebble's "default" profile only (with
+	// CertificateValidity). An order without a profile gets one of them
+	// at random.
+	Profiles map[string]Profile
+	// EABKeys are external account binding keys (key id -> base64url
+	// HMAC key) pebble accepts; EABRequired makes pebble refuse accounts
+	// without a binding.
+	EABKeys     map[string]string
+	EABRequired bool
+	// AlternateRoots is the number of alternate chains (each to its own
+	// root) pebble offers besides its default (PEBBLE_ALTERNATE_ROOTS).
+	AlternateRoots int
+	// CAAIdentities are the issuer domain names pebble offers in
+	// dns-persist-01 challenges and its directory; nil: pebble's own
+	// default, pebble.letsencrypt.org.
+	CAAIdentities []string
+}
+
+// Profile is one certificate profile of pebble's configuration.
+type Profile struct {
+	Description string
+	// Validity is the lifetime of the certificates; whole seconds.
+	Validity time.Duration
 }
 
 // Server is a running pebble with its DNS server.
@@ -189,8 +220,29 @@ func Start(ctx context.Context, opts Options) (_ *Server, err error) {
 		"ocspResponderURL":               "",
 		"externalAccountBindingRequired": false,
 	}}
+	pc := cfg["pebble"].(map[string]any)
 	if opts.CertificateValidity > 0 {
-		cfg["pebble"].(map[string]any)["certificateValidityPeriod"] = uint64(opts.CertificateValidity / time.Second)
+		// Pebble 2.4 reads the first, 2.10 only a profile's.
+		pc["certificateValidityPeriod"] = uint64(opts.CertificateValidity / time.Second)
+		if opts.Profiles == nil {
+			pc["profiles"] = map[string]any{"default": map[string]any{
+				"description": "the harness's default", "validityPeriod": uint64(opts.CertificateValidity / time.Second),
+			}}
+		}
+	}
+	if opts.Profiles != nil {
+		profs := map[string]any{}
+		for name, p := range opts.Profiles {
+			profs[name] = map[string]any{"description": p.Description, "validityPeriod": uint64(p.Validity / time.Second)}
+		}
+		pc["profiles"] = profs
+	}
+	if len(opts.EABKeys) > 0 {
+		pc["externalAccountMACKeys"] = opts.EABKeys
+	}
+	pc["externalAccountBindingRequired"] = opts.EABRequired
+	if len(opts.CAAIdentities) > 0 {
+		pc["caaIdentities"] = opts.CAAIdentities
 	}
 	cfgJSON, err := json.MarshalIndent(cfg, "", "  ")
 	if err != nil {
@@ -207,13 +259,19 @@ func Start(ctx context.Context, opts Options) (_ *Server, err error) {
 	}
 	s.mgmtCli = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{}}
 
-	s.chall, err = testproc.Start("pebble-challtestsrv", []string{
-		orDefault(opts.ChallTestSrv, DefaultChallTestSrv),
-		"-dns01", s.DNSAddr,
-		"-management", "127.0.0.1:" + strconv.Itoa(challMgmt),
+	challArgs := []string{orDefault(opts.ChallTestSrv, DefaultChallTestSrv)}
+	if newChallTestSrv(challArgs[0]) {
+		// challtestsrv 1.4 (pebble 2.10) renamed -dns01 and serves DoH.
+		challArgs = append(challArgs, "-dnsserver", s.DNSAddr, "-doh", "")
+	} else {
+		challArgs = append(challArgs, "-dns01", s.DNSAddr)
+	}
+	challArgs = append(challArgs,
+		"-management", "127.0.0.1:"+strconv.Itoa(challMgmt),
 		"-http01", "", "-https01", "", "-tlsalpn01", "",
 		"-defaultIPv4", "127.0.0.1", "-defaultIPv6", "",
-	}, filepath.Join(s.Dir, "challtestsrv.log"), testproc.Options{})
+	)
+	s.chall, err = testproc.Start("pebble-challtestsrv", challArgs, filepath.Join(s.Dir, "challtestsrv.log"), testproc.Options{})
 	if err != nil {
 		return nil, err
 	}
@@ -226,7 +284,7 @@ func Start(ctx context.Context, opts Options) (_ *Server, err error) {
 		"-config", cfgFile,
 		"-dnsserver", s.DNSAddr,
 	}, filepath.Join(s.Dir, "pebble.log"), testproc.Options{
-		Env: []string{"PEBBLE_VA_NOSLEEP=1", "PEBBLE_WFE_NONCEREJECT=0", "PEBBLE_AUTHZREUSE=0"},
+		Env: []string{"PEBBLE_VA_NOSLEEP=1", "PEBBLE_WFE_NONCEREJECT=0", "PEBBLE_AUTHZREUSE=0", "PEBBLE_ALTERNATE_ROOTS=" + strconv.Itoa(opts.AlternateRoots)},
 	})
 	if err != nil {
 		return nil, err
