@@ -70,9 +70,8 @@ certs:
 	return n
 }
 
-// upload lays out a new bundle, issued after every earlier one, in
-// incoming as a push leaves it, and returns its id.
-func (n *node) upload(b *testing.B) string {
+// issue makes a new signed bundle, issued after every earlier one.
+func (n *node) issue(b *testing.B) (*bundle.Material, *bundle.Manifest) {
 	b.Helper()
 	n.serial++
 	nb := n.start.Add(-time.Hour + time.Duration(n.serial)*time.Second)
@@ -88,6 +87,14 @@ func (n *node) upload(b *testing.B) string {
 	if err := n.signer.Sign(m); err != nil {
 		b.Fatal(err)
 	}
+	return mat, m
+}
+
+// upload lays out a new bundle in incoming as a push leaves it, and
+// returns its id.
+func (n *node) upload(b *testing.B) string {
+	b.Helper()
+	mat, m := n.issue(b)
 	if err := bundle.Write(filepath.Join(n.incoming, certName, m.ID), mat, m); err != nil {
 		b.Fatal(err)
 	}
@@ -171,20 +178,7 @@ func BenchmarkInstallCLI(b *testing.B) {
 // its id.
 func (n *node) issueStream(b *testing.B) (string, []byte) {
 	b.Helper()
-	n.serial++
-	nb := n.start.Add(-time.Hour + time.Duration(n.serial)*time.Second)
-	iss, err := n.ca.Issue(devca.Leaf{Domains: domains, NotBefore: nb, NotAfter: nb.Add(90 * 24 * time.Hour)})
-	if err != nil {
-		b.Fatal(err)
-	}
-	mat, err := bundle.ParseMaterial(iss.Cert, iss.Chain, iss.Key)
-	if err != nil {
-		b.Fatal(err)
-	}
-	m := bundle.NewManifest(certName, mat, bundle.SourceImport, time.Now())
-	if err := n.signer.Sign(m); err != nil {
-		b.Fatal(err)
-	}
+	mat, m := n.issue(b)
 	manifest, err := m.Marshal()
 	if err != nil {
 		b.Fatal(err)
