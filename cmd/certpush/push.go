@@ -184,7 +184,7 @@ func (e *env) pushCert(ctx context.Context, cfg *inventory.Config, name string, 
 			return rep, nil
 		}
 	}
-	p, closeAuth, err := e.pusher(cfg, cert, b, pf)
+	p, closeAuth, err := e.pusher(cfg, cert, b, pf, hasSSH(hosts))
 	if err != nil {
 		return rep, err
 	}
@@ -194,7 +194,7 @@ func (e *env) pushCert(ctx context.Context, cfg *inventory.Config, name string, 
 	if failed := countFailed(results); failed > 0 && !pf.dryRun {
 		rep.Message = fmt.Sprintf("%d of %d canary hosts failed: rollout stopped, %d hosts untouched", failed, canaries, len(hosts)-canaries)
 		for _, h := range hosts[canaries:] {
-			results = append(results, push.Result{Host: h.Name, Address: h.SSHAddress(), Wave: "rest", Result: push.Skipped, BundleID: b.Manifest.ID, Detail: "canary failed"})
+			results = append(results, push.Result{Host: h.Name, Address: h.Location(), Wave: "rest", Result: push.Skipped, BundleID: b.Manifest.ID, Detail: "canary failed"})
 		}
 	} else {
 		results = append(results, wave(rest, p.Run(ctx, hosts[canaries:]))...)
@@ -214,10 +214,14 @@ func (e *env) pushCert(ctx context.Context, cfg *inventory.Config, name string, 
 
 // pusher makes the pusher of bundle b for cert with the config's SSH
 // settings and the flags; closeAuth releases the SSH agent, if any.
-func (e *env) pusher(cfg *inventory.Config, cert *inventory.Cert, b *bundle.Bundle, pf pushFlags) (p *push.Pusher, closeAuth func(), err error) {
+func (e *env) pusher(cfg *inventory.Config, cert *inventory.Cert, b *bundle.Bundle, pf pushFlags, needSSH bool) (p *push.Pusher, closeAuth func(), err error) {
 	auth, closeAuth, err := push.Auth(cfg.SSH.Identity, e.getenv("SSH_AUTH_SOCK"))
-	if err != nil {
+	if err != nil && needSSH {
 		return nil, nil, cli.Usage(err)
+	}
+	if err != nil {
+		// Only exec targets: no SSH credentials needed.
+		auth, closeAuth = nil, func() {}
 	}
 	parallel := cfg.SSH.Parallel
 	if pf.parallel > 0 {
@@ -242,6 +246,16 @@ func (e *env) pusher(cfg *inventory.Config, cert *inventory.Cert, b *bundle.Bund
 		return nil, nil, cli.Usage(err)
 	}
 	return p, closeAuth, nil
+}
+
+// hasSSH reports whether any of hosts is an SSH host (not an exec target).
+func hasSSH(hosts []inventory.Host) bool {
+	for _, h := range hosts {
+		if !h.IsExec() {
+			return true
+		}
+	}
+	return false
 }
 
 func wave(name string, rs []push.Result) []push.Result {

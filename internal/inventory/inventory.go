@@ -167,6 +167,14 @@ type Host struct {
 	// Webroot overrides a certificate's http-01 challenge.webroot on this
 	// host ("" = the certificate's).
 	Webroot string
+	// Type is TypeSSH ("") or TypeExec: a target that is not an SSH
+	// host but a command certpush runs (see exec.go).
+	Type string
+	// Exec is an exec target's command (argv, no shell); the verb
+	// (current or deploy) is appended.
+	Exec []string
+	// ExecTimeout bounds each run of Exec (0: the ssh.timeout).
+	ExecTimeout time.Duration
 }
 
 // SSHAddress returns the host's address and port in the form net.Dial takes.
@@ -318,6 +326,7 @@ func orDefault[T comparable](v, def T) T {
 func copyHost(h Host) Host {
 	h.Groups = slices.Clone(h.Groups)
 	h.Verify = slices.Clone(h.Verify)
+	h.Exec = slices.Clone(h.Exec)
 	return h
 }
 

@@ -53,7 +53,7 @@ var (
 	sshKeys       = []string{"user", "port", "identity", "known_hosts", "parallel", "timeout", "connect_timeout", "incoming", "command"}
 	acmeKeys      = []string{"directory", "email", "ca_file", "eab", "key_type", "preferred_chain", "dns_resolvers", "propagation_timeout", "disable_propagation_check"}
 	eabKeys       = []string{"kid", "hmac_key"}
-	hostKeys      = []string{"address", "port", "user", "groups", "verify", "incoming", "command", "install", "webroot"}
+	hostKeys      = []string{"address", "port", "user", "groups", "verify", "incoming", "command", "install", "webroot", "type", "exec", "timeout"}
 	certKeys      = []string{"domains", "hosts", "hosts_file", "install", "canary", "verify_sni", "verify_ports", "renew_before", "key_type", "preferred_chain", "challenge", "roots", "allow_self_signed"}
 	challengeKeys = []string{"type", "provider", "mode", "webroot", "address", "resolvers", "propagation_timeout"}
 )
@@ -285,9 +285,13 @@ func (p *parser) hosts(n *yaml.Node, cfg *Config) map[string][]*yaml.Node {
 		where := "hosts." + name
 		h := &Host{Name: name}
 		hasAddress := false
+		set := map[string]*yaml.Node{}
 		for _, g := range p.Pairs(f.Val, where) {
 			key := where + "." + g.Key.Value
+			set[g.Key.Value] = g.Key
 			switch g.Key.Value {
+			case "type", "exec", "timeout":
+				p.execKey(g, key, h)
 			case "address":
 				v, ok := p.NonEmpty(g.Val, key)
 				if !ok {
@@ -347,7 +351,10 @@ func (p *parser) hosts(n *yaml.Node, cfg *Config) map[string][]*yaml.Node {
 				p.Unknown(g.Key, where, hostKeys)
 			}
 		}
-		if !hasAddress {
+		p.checkExecKeys(where, h, set)
+		if h.Type == TypeExec {
+			p.execNeeds(f.Key, where, h, set)
+		} else if !hasAddress {
 			p.Errorf(f.Key, "%s: address is required", where)
 		}
 		*h = cfg.withDefaults(*h)

@@ -123,6 +123,7 @@ func New(b *bundle.Bundle, opts Options) (*Pusher, error) {
 func (p *Pusher) Run(ctx context.Context, hosts []inventory.Host) []Result {
 	results := make([]Result, len(hosts))
 	sem := make(chan struct{}, p.opts.Parallel)
+	parent := ctx
 	ctx, stop := context.WithCancelCause(ctx)
 	defer stop(nil)
 	var (
@@ -144,7 +145,7 @@ func (p *Pusher) Run(ctx context.Context, hosts []inventory.Host) []Result {
 				why = cause.Error()
 			}
 			for j := i; j < len(hosts); j++ {
-				results[j] = Result{Host: hosts[j].Name, Address: hosts[j].SSHAddress(), Result: Skipped, BundleID: p.b.Manifest.ID, Detail: why}
+				results[j] = Result{Host: hosts[j].Name, Address: hosts[j].Location(), Result: Skipped, BundleID: p.b.Manifest.ID, Detail: why}
 			}
 			break
 		}
@@ -154,7 +155,13 @@ func (p *Pusher) Run(ctx context.Context, hosts []inventory.Host) []Result {
 			defer func() { <-sem }()
 			// Hosts under way are not cut short by ctx: they run to the
 			// end or to their own deadline, so none is left half-done.
-			r := p.host(context.WithoutCancel(ctx), h)
+			// An exec target's command is the exception: it is
+			// killed when the caller's context is cancelled.
+			hctx := context.WithoutCancel(ctx)
+			if h.IsExec() {
+				hctx = parent
+			}
+			r := p.host(hctx, h)
 			results[i] = r
 			mu.Lock()
 			defer mu.Unlock()
@@ -179,14 +186,19 @@ var ErrTooManyFailures = errors.New("rollout stopped")
 
 func (p *Pusher) host(ctx context.Context, h inventory.Host) Result {
 	start := time.Now()
-	r := Result{Host: h.Name, Address: h.SSHAddress(), BundleID: p.b.Manifest.ID}
-	ctx, cancel := context.WithTimeout(ctx, p.opts.Timeout)
+	r := Result{Host: h.Name, Address: h.Location(), BundleID: p.b.Manifest.ID}
+	ctx, cancel := context.WithTimeout(ctx, p.hostTimeout(h))
 	defer cancel()
-	err := p.deliver(ctx, h, &r)
+	var err error
+	if h.IsExec() {
+		err = p.deliverExec(ctx, h, &r)
+	} else {
+		err = p.deliver(ctx, h, &r)
+	}
 	r.Duration = time.Since(start)
 	if err != nil {
 		if ctx.Err() != nil && !errors.Is(err, context.DeadlineExceeded) {
-			err = fmt.Errorf("%w (timeout %s)", err, p.opts.Timeout)
+			err = fmt.Errorf("%w (timeout %s)", err, p.hostTimeout(h))
 		}
 		r.Result = Failed
 		r.Err = err
