@@ -3,7 +3,7 @@ package push
 import (
 	"bytes"
 	"context"
-	"crypto/md5" //nolint:gosec // monitoring and some CDNs pin MD5 fingerprints
+	"crypto/md5"  //nolint:gosec // monitoring and some CDNs pin MD5 fingerprints
 	"crypto/sha1" //nolint:gosec // some load balancers report SHA-1 fingerprints
 	"crypto/sha256"
 	"encoding/hex"
@@ -45,7 +45,7 @@ func LeafFingerprints(certPEM []byte) (Fingerprints, error) {
 	if blk == nil || blk.Type != "CERTIFICATE" {
 		return Fingerprints{}, errors.New("bundle cert.pem holds no certificate")
 	}
-	m := md5.Sum(blk.Bytes) //nolint:gosec
+	m := md5.Sum(blk.Bytes)   //nolint:gosec
 	s1 := sha1.Sum(blk.Bytes) //nolint:gosec
 	s2 := sha256.Sum256(blk.Bytes)
 	return Fingerprints{MD5: hex.EncodeToString(m[:]), SHA1: hex.EncodeToString(s1[:]), SHA256: hex.EncodeToString(s2[:])}, nil
