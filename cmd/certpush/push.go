@@ -240,6 +240,7 @@ func (e *env) pusher(cfg *inventory.Config, cert *inventory.Cert, b *bundle.Bund
 		Logger:         e.log.With("cert", cert.Name),
 		Progress:       e.progress(cert.Name),
 		MaxFailures:    pf.maxFail,
+		ExecOnly:       !needSSH,
 	})
 	if err != nil {
 		closeAuth()

@@ -58,6 +58,9 @@ type Options struct {
 	// Progress, when set, is called after each host finishes. Calls are
 	// serialized.
 	Progress func(done, total int, r Result)
+	// ExecOnly says that only exec targets are pushed to: no SSH dialer
+	// is made, known_hosts is not read, and an SSH host fails.
+	ExecOnly bool
 }
 
 // Result is the outcome for one host.
@@ -102,9 +105,12 @@ func New(b *bundle.Bundle, opts Options) (*Pusher, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	dialer, err := NewDialer(opts.Auth, opts.KnownHosts, opts.ConnectTimeout, opts.Logger)
-	if err != nil {
-		return nil, err
+	var dialer *Dialer
+	if !opts.ExecOnly {
+		var err error
+		if dialer, err = NewDialer(opts.Auth, opts.KnownHosts, opts.ConnectTimeout, opts.Logger); err != nil {
+			return nil, err
+		}
 	}
 	files := make(map[string][]byte, len(bundle.Files)+1)
 	for _, name := range append(bundle.Files, bundle.ManifestFile) {
@@ -211,6 +217,9 @@ func (p *Pusher) host(ctx context.Context, h inventory.Host) Result {
 }
 
 func (p *Pusher) deliver(ctx context.Context, h inventory.Host, r *Result) error {
+	if p.dialer == nil {
+		return errors.New("SSH host in a push made for exec targets only")
+	}
 	c, err := p.dialer.dialSFTP(ctx, h)
 	if err != nil {
 		return err
