@@ -122,6 +122,12 @@ type Cert struct {
 	HostsFile      string   // resolved path, "" if none; read by Load and Parse
 	Install        string   // InstallNow or InstallCron
 	Canary         []string
+	// Waves are the rollout's steps as written: host and group names, and
+	// WaveRest; nil when the certificate has none (see Config.Waves).
+	Waves [][]string
+	// Pause is the wait after each wave but the last, during which the
+	// finished waves' endpoints keep being checked.
+	Pause          time.Duration
 	VerifySNI      string
 	VerifyPorts    []int
 	RenewBefore    time.Duration // 0: decided by the renewal logic
@@ -222,7 +228,8 @@ func (c *Config) Cert(name string) (*Cert, error) {
 // a deterministic order: the cert's hosts entries in order (a group
 // expands to its members sorted by name), then the hosts_file entries in
 // file order, without duplicates; then the canary hosts are moved to the
-// front, in canary order. Each host is fully resolved: SSH defaults
+// front, in canary order, or, with waves:, the hosts are put in wave
+// order. Each host is fully resolved: SSH defaults
 // applied, and Verify filled from the cert's verify_ports when the host
 // has no endpoints of its own. The result is a copy.
 func (c *Config) HostsFor(cert string) ([]Host, error) {
@@ -240,6 +247,14 @@ func (c *Config) HostsFor(cert string) ([]Host, error) {
 			}
 		}
 		out = append(out, h)
+	}
+	if len(ct.Waves) > 0 {
+		// Wave order: the first wave's hosts first.
+		var ordered []Host
+		for _, w := range c.wavesOf(ct, out) {
+			ordered = append(ordered, w.Hosts...)
+		}
+		out = ordered
 	}
 	return out, nil
 }

@@ -54,7 +54,7 @@ var (
 	acmeKeys      = []string{"directory", "email", "ca_file", "eab", "key_type", "preferred_chain", "dns_resolvers", "propagation_timeout", "disable_propagation_check"}
 	eabKeys       = []string{"kid", "hmac_key"}
 	hostKeys      = []string{"address", "port", "user", "groups", "verify", "incoming", "command", "install", "webroot", "type", "exec", "timeout"}
-	certKeys      = []string{"domains", "hosts", "hosts_file", "install", "canary", "verify_sni", "verify_ports", "renew_before", "key_type", "preferred_chain", "challenge", "roots", "allow_self_signed"}
+	certKeys      = []string{"domains", "hosts", "hosts_file", "install", "canary", "verify_sni", "verify_ports", "renew_before", "key_type", "preferred_chain", "challenge", "roots", "allow_self_signed", "waves", "pause"}
 	challengeKeys = []string{"type", "provider", "mode", "webroot", "address", "resolvers", "propagation_timeout"}
 )
 
@@ -400,6 +400,8 @@ func (p *parser) cert(keyNode, n *yaml.Node, cfg *Config, groups map[string][]*y
 	c := &Cert{Name: name, Install: InstallNow, Anchor: bundle.Anchor{Roots: cfg.Roots}}
 	var canary []*yaml.Node
 	var canaryKey string
+	var waveKey *yaml.Node
+	var waveNodes []*yaml.Node
 	var domainsKey *yaml.Node
 	hostsFileOK := true
 	for _, f := range p.Pairs(n, where) {
@@ -442,6 +444,13 @@ func (p *parser) cert(keyNode, n *yaml.Node, cfg *Config, groups map[string][]*y
 		case "canary":
 			canary, _ = p.Items(f.Val, key)
 			canaryKey = key
+		case "waves":
+			waveKey = f.Key
+			waveNodes = p.waves(f.Val, key, c)
+		case "pause":
+			if v, ok := p.DurationOrZero(f.Val, key); ok {
+				c.Pause = v
+			}
 		case "verify_sni":
 			if v, ok := p.ServerName(f.Val, key); ok {
 				c.VerifySNI = v
@@ -477,6 +486,7 @@ func (p *parser) cert(keyNode, n *yaml.Node, cfg *Config, groups map[string][]*y
 	}
 
 	p.canary(c, canary, canaryKey, hostsFileOK, cfg, groups)
+	p.checkWaves(c, waveKey, waveNodes, where+".waves", hostsFileOK, cfg)
 	return c
 }
 

@@ -296,3 +296,5 @@ func (p *Pusher) execEnv(h inventory.Host, dir string, fps Fingerprints) []strin
 		"CERTPUSH_MANIFEST="+filepath.Join(dir, bundle.ManifestFile),
 	)
 }
+
+func removeAll(dir string) { os.RemoveAll(dir) }
