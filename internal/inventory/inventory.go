@@ -116,12 +116,12 @@ type EAB struct {
 
 // Cert is one certificate lineage and where it goes.
 type Cert struct {
-	Name           string
-	Domains        []string
-	Hosts          []string // host and group names, as written
-	HostsFile      string   // resolved path, "" if none; read by Load and Parse
-	Install        string   // InstallNow or InstallCron
-	Canary         []string
+	Name      string
+	Domains   []string
+	Hosts     []string // host and group names, as written
+	HostsFile string   // resolved path, "" if none; read by Load and Parse
+	Install   string   // InstallNow or InstallCron
+	Canary    []string
 	// Waves are the rollout's steps as written: host and group names, and
 	// WaveRest; nil when the certificate has none (see Config.Waves).
 	Waves [][]string
