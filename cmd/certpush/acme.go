@@ -187,6 +187,15 @@ func (e *env) renewOne(ctx context.Context, cfg *inventory.Config, cert *invento
 	if err != nil {
 		return err
 	}
+	if cert.RenewBefore > 0 {
+		// A threshold of its own: while it is not reached the stored
+		// bundle is reused and the CA is not contacted at all (no ARI),
+		// so a run twice a day costs the CA nothing.
+		if d := acme.Due(leaf, cert.RenewBefore, nil, time.Now()); !d.Due {
+			e.note("%s: not due: %s (renew_before %s; the CA was not contacted)", cert.Name, d.Reason, cert.RenewBefore)
+			return nil
+		}
+	}
 	client, err := e.acmeClient(ctx, cfg)
 	if err != nil {
 		return err
