@@ -231,7 +231,8 @@ func (c *Config) Cert(name string) (*Cert, error) {
 // front, in canary order, or, with waves:, the hosts are put in wave
 // order. Each host is fully resolved: SSH defaults
 // applied, and Verify filled from the cert's verify_ports when the host
-// has no endpoints of its own. The result is a copy.
+// has no endpoints of its own (and is not an exec target, which has no
+// address). The result is a copy.
 func (c *Config) HostsFor(cert string) ([]Host, error) {
 	ct, err := c.Cert(cert)
 	if err != nil {
@@ -241,7 +242,7 @@ func (c *Config) HostsFor(cert string) ([]Host, error) {
 	out := make([]Host, 0, len(hosts))
 	for _, h := range hosts {
 		h = c.withDefaults(h)
-		if len(h.Verify) == 0 {
+		if len(h.Verify) == 0 && !h.IsExec() {
 			for _, p := range ct.VerifyPorts {
 				h.Verify = append(h.Verify, net.JoinHostPort(h.Address, strconv.Itoa(p)))
 			}
