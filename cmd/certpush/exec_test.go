@@ -47,9 +47,10 @@ esac
 // lbTarget is one exec target: its hook's state directory and the TLS
 // listener serving what its hook deployed.
 type lbTarget struct {
-	name  string
-	state string
-	addr  string
+	name     string
+	state    string
+	addr     string
+	noVerify bool // no verify: endpoint in the config (status asks current)
 }
 
 // newLBTarget starts the TLS listener of an exec target; it serves the
@@ -152,13 +153,17 @@ func (w *world) addTargets(hook string, targets []*lbTarget, edit func(cert map[
 	cert := inv["certs"].(map[string]any)[certName].(map[string]any)
 	names := cert["hosts"].([]any)
 	for _, lt := range targets {
-		hosts[lt.name] = map[string]any{
+		entry := map[string]any{
 			"type":    "exec",
 			"exec":    []string{hook, lt.state},
 			"timeout": "20s",
 			"verify":  []string{lt.addr},
 			"groups":  []string{"lb"},
 		}
+		if lt.noVerify {
+			delete(entry, "verify")
+		}
+		hosts[lt.name] = entry
 		names = append(names, lt.name)
 	}
 	cert["hosts"] = names
@@ -289,5 +294,35 @@ func TestExecTargets(t *testing.T) {
 	// status sees the targets' endpoints aligned.
 	if code, states, _ := w.status(); code != 0 || states["lb-1"] != "aligned" {
 		t.Errorf("status: exit %d, %v", code, states)
+	}
+}
+
+// status asks an exec target without a verify endpoint through current.
+func TestStatusAsksExecTargets(t *testing.T) {
+	w := newWorld(t, 1)
+	hook := writeHook(t)
+	cdn := newLBTarget(t, "cdn-1")
+	cdn.noVerify = true
+	w.addTargets(hook, []*lbTarget{cdn}, nil)
+	fp := w.importNew()
+	if code, states, _ := w.status(); code != 1 || states["cdn-1"] != "stale" {
+		t.Errorf("status before the push: exit %d, %v; want cdn-1 stale", code, states)
+	}
+	if code, results, errs := w.pushJSON(); code != 0 || results["cdn-1"] != "installed" {
+		t.Fatalf("push: %d %v %v", code, results, errs)
+	}
+	if cdn.served(t) != fp {
+		t.Fatalf("cdn-1 does not serve the new certificate")
+	}
+	cdn.calls(t)
+	if code, states, _ := w.status(); code != 0 || states["cdn-1"] != "aligned" {
+		t.Errorf("status after the push: exit %d, %v; want cdn-1 aligned", code, states)
+	}
+	if got := cdn.calls(t); strings.Join(got, ",") != "current" {
+		t.Errorf("status called %v, want current only", got)
+	}
+	os.WriteFile(filepath.Join(cdn.state, "served.pem"), []byte("garbage"), 0o600)
+	if code, states, _ := w.status(); code != 1 || states["cdn-1"] != "unreachable" {
+		t.Errorf("status with a failing current: exit %d, %v; want unreachable", code, states)
 	}
 }

@@ -49,6 +49,12 @@ func (e *env) statusCommand() *cli.Command {
 		now := time.Now()
 		reports := verify.Survey(ctx, eps, *parallel, *timeout, now, e.surveyProgress())
 		e.progressDone()
+		// Exec targets without a TLS endpoint answer through current.
+		execs, err := e.execReports(ctx, cfg, names)
+		if err != nil {
+			return err
+		}
+		reports = append(reports, execs...)
 		counts := map[string]int{}
 		for _, r := range reports {
 			counts[r.State]++

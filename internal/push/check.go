@@ -82,3 +82,22 @@ func (p *Pusher) Watch(ctx context.Context, hosts []inventory.Host, d, interval 
 		}
 	}
 }
+
+// Current runs h's current verb (h an exec target) and returns the
+// fingerprint it reports (lowercase hex, "" for none) and whether it is
+// the bundle's.
+func (p *Pusher) Current(ctx context.Context, h inventory.Host) (fp string, matches bool, err error) {
+	fps, err := LeafFingerprints(p.files["cert.pem"])
+	if err != nil {
+		return "", false, err
+	}
+	dir, err := p.stage(fps)
+	if err != nil {
+		return "", false, err
+	}
+	defer removeAll(dir)
+	ctx, cancel := context.WithTimeout(ctx, p.execTimeout(h))
+	defer cancel()
+	fp, err = p.current(ctx, h, p.execEnv(h, dir, fps))
+	return fp, err == nil && fps.Matches(fp), err
+}
