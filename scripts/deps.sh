@@ -6,12 +6,12 @@
 # tests (contrib/prometheus); headless chromium to render status --html's
 # page; lintian and systemd-analyze (Debian systemd) for the package test
 # (test/pkg); haproxy (runtime-API hot swap), socat (the haproxy-runtime
-# exec target), jq (the cloud exec targets) and shellcheck (hooks/targets)
-# for the load-balancer tests.
+# exec target), jq and openssl (the cloud exec targets and the test exec
+# targets) and shellcheck (hooks/targets) for the load-balancer tests.
 # Does nothing when everything is already there.
 set -euo pipefail
 
-packages=(openssh-server openssh-client nginx-light pebble certbot sudo nftables iproute2 prometheus chromium lintian systemd haproxy socat jq shellcheck)
+packages=(openssh-server openssh-client nginx-light pebble certbot sudo nftables iproute2 prometheus chromium lintian systemd haproxy socat jq openssl shellcheck)
 need=()
 command -v /usr/sbin/sshd >/dev/null || need+=(openssh-server)
 [ -x /usr/lib/openssh/sftp-server ] || need+=(openssh-server)
@@ -30,6 +30,7 @@ command -v systemd-analyze >/dev/null || need+=(systemd)
 command -v /usr/sbin/haproxy >/dev/null || need+=(haproxy)
 command -v socat >/dev/null || need+=(socat)
 command -v jq >/dev/null || need+=(jq)
+command -v openssl >/dev/null || need+=(openssl)
 command -v shellcheck >/dev/null || need+=(shellcheck)
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
