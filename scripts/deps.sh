@@ -5,7 +5,9 @@
 # tests (test/faults); promtool (Debian prometheus) for the alerting rules'
 # tests (contrib/prometheus); headless chromium to render status --html's
 # page; lintian and systemd-analyze (Debian systemd) for the package test
-# (test/pkg).
+# (test/pkg); haproxy (runtime-API hot swap), socat (the haproxy-runtime
+# exec target), jq and openssl (the cloud exec targets and the test exec
+# targets) and shellcheck (hooks/targets) for the load-balancer tests.
 # pebble v2.10.3 and its pebble-challtestsrv (profiles, ARI,
 # dns-persist-01, which Debian's pebble 2.4 lacks) are built with go
 # install into $(go env GOPATH)/bin, where internal/testacme looks first.
@@ -27,7 +29,7 @@ else
   exit 1
 fi
 
-packages=(openssh-server openssh-client nginx-light pebble certbot sudo nftables iproute2 prometheus chromium lintian systemd)
+packages=(openssh-server openssh-client nginx-light pebble certbot sudo nftables iproute2 prometheus chromium lintian systemd haproxy socat jq openssl shellcheck)
 need=()
 command -v /usr/sbin/sshd >/dev/null || need+=(openssh-server)
 [ -x /usr/lib/openssh/sftp-server ] || need+=(openssh-server)
@@ -43,6 +45,11 @@ command -v promtool >/dev/null || need+=(prometheus)
 command -v chromium >/dev/null || need+=(chromium)
 command -v lintian >/dev/null || need+=(lintian)
 command -v systemd-analyze >/dev/null || need+=(systemd)
+command -v /usr/sbin/haproxy >/dev/null || need+=(haproxy)
+command -v socat >/dev/null || need+=(socat)
+command -v jq >/dev/null || need+=(jq)
+command -v openssl >/dev/null || need+=(openssl)
+command -v shellcheck >/dev/null || need+=(shellcheck)
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi
@@ -55,7 +62,7 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
 # The packages may start system services; the tests start their own.
-for s in nginx ssh prometheus; do
+for s in nginx ssh prometheus haproxy; do
   if command -v systemctl >/dev/null && systemctl is-active --quiet "$s" 2>/dev/null; then
     systemctl stop "$s" || true
   fi

@@ -214,6 +214,21 @@ func (e *env) renewOne(ctx context.Context, cfg *inventory.Config, cert *invento
 	if err != nil {
 		return time.Time{}, err
 	}
+	revs, err := loadRevocations(cfg.StateDir)
+	if err != nil {
+		return time.Time{}, err
+	}
+	rv, revoked := revs.revoked(cert.Name, leaf)
+	if cert.RenewBefore > 0 && !revoked {
+		// A threshold of its own: while it is not reached the stored
+		// bundle is reused and the CA is not contacted at all (no ARI),
+		// so a run twice a day costs the CA nothing.
+		if d := acme.Due(leaf, cert.RenewBefore, nil, time.Now()); !d.Due {
+			e.note("%s: not due: %s (renew_before %s; the CA was not contacted)", cert.Name, d.Reason, cert.RenewBefore)
+			e.note("%s: next renewal %s (renew_before)", cert.Name, d.RenewAt.UTC().Format(time.RFC3339))
+			return d.RenewAt, nil
+		}
+	}
 	client, err := e.acmeClient(ctx, cfg)
 	if err != nil {
 		return time.Time{}, err
@@ -228,11 +243,7 @@ func (e *env) renewOne(ctx context.Context, cfg *inventory.Config, cert *invento
 		e.log.Info("renewal information from the state directory", "cert", cert.Name, "ask_again_at", res.NextFetch.Format(time.RFC3339))
 	}
 	d := acme.Due(leaf, cert.RenewBefore, res.Window, now)
-	revs, rerr := loadRevocations(cfg.StateDir)
-	if rerr != nil {
-		return time.Time{}, rerr
-	}
-	if rv, ok := revs.revoked(cert.Name, leaf); ok {
+	if revoked {
 		d.Due, d.Reason = true, fmt.Sprintf("revoked (%s) at %s", rv.Reason, rv.At.Format(time.RFC3339))
 	}
 	if !d.Due {

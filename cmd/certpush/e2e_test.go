@@ -188,7 +188,13 @@ type pushOutput struct {
 // pushJSON runs push --json and returns exit code and host -> result.
 func (w *world) pushJSON(args ...string) (int, map[string]string, map[string]string) {
 	w.t.Helper()
-	code, stdout, _ := w.certpush(append([]string{"push", "--json"}, args...)...)
+	return w.pushJSONCmd("push", args...)
+}
+
+// pushJSONCmd is pushJSON for any command that pushes (push, renew, sync).
+func (w *world) pushJSONCmd(cmd string, args ...string) (int, map[string]string, map[string]string) {
+	w.t.Helper()
+	code, stdout, _ := w.certpush(append([]string{cmd, "--json"}, args...)...)
 	var out pushOutput
 	if err := json.Unmarshal([]byte(stdout), &out); err != nil {
 		w.t.Fatalf("push output is not JSON: %v", err)

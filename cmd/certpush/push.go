@@ -31,7 +31,9 @@ type pushFlags struct {
 	quiet    bool
 	metrics  string
 	maxFail  int
-	// emergency: every host at once, no canaries, no failure limit.
+	fromWave int
+	// emergency: every host at once, no canaries, waves, pauses or
+	// failure limit.
 	emergency bool
 	lock      lockFlags
 }
@@ -43,6 +45,7 @@ func (p *pushFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&p.dryRun, "dry-run", false, "show which hosts need the bundle; change nothing")
 	fs.IntVar(&p.parallel, "parallel", 0, "hosts in flight at once (default: ssh.parallel)")
 	fs.IntVar(&p.canary, "canary", 0, "push to the first `N` hosts first (default: the config's canary hosts); stop if any fails")
+	fs.IntVar(&p.fromWave, "from-wave", 0, "start at wave `N` of the certificates' waves: (resume after a fix; earlier waves are left alone)")
 	fs.IntVar(&p.maxFail, "max-failures", 0, "after the canaries, stop starting hosts once more than `N` failed (0: no limit)")
 	fs.BoolVar(&p.force, "force", false, "push and install even where a host has the bundle (hosts behind the shipped forced command refuse it)")
 	fs.BoolVar(&p.json, "json", false, "print results as JSON")
@@ -169,50 +172,75 @@ func (e *env) pushCert(ctx context.Context, cfg *inventory.Config, name string, 
 	}
 	rep.BundleID = b.Manifest.ID
 	rep.bundle = b
-	hosts, err := cfg.HostsFor(name)
+	waves, err := e.rollout(cfg, cert, pf)
 	if err != nil {
-		return rep, cli.Usage(err)
-	}
-	// The waves are the certificate's, whether or not --hosts narrows
-	// the push: a host is a canary only if it is one of the full list.
-	canaries := len(cert.Canary)
-	if pf.canary > 0 {
-		canaries = pf.canary
-	}
-	canaries = min(canaries, len(hosts))
-	if pf.emergency {
-		canaries = 0
-		pf.parallel = max(len(hosts), 1)
-		pf.maxFail = 0
-	}
-	rest := "rest"
-	if canaries == 0 {
-		rest = "all"
+		return rep, err
 	}
 	if pf.hosts != "" {
-		hosts, canaries = selectHosts(hosts, canaries, hostList(pf.hosts))
-		if len(hosts) == 0 {
+		want := hostList(pf.hosts)
+		n := 0
+		for i := range waves {
+			waves[i].Hosts = slices.DeleteFunc(waves[i].Hosts, func(h inventory.Host) bool { return !want[h.Name] })
+			n += len(waves[i].Hosts)
+		}
+		if n == 0 {
 			return rep, nil
 		}
 	}
-	p, closeAuth, err := e.pusher(cfg, cert, b, pf)
+	var all []inventory.Host
+	for _, w := range waves {
+		all = append(all, w.Hosts...)
+	}
+	if pf.emergency {
+		pf.parallel = max(len(all), 1)
+		pf.maxFail = 0
+		e.note("%s: emergency push: all %d hosts at once", name, len(all))
+	}
+	p, closeAuth, err := e.pusher(cfg, cert, b, pf, hasSSH(all))
 	if err != nil {
 		return rep, err
 	}
 	defer closeAuth()
-	e.log.Info("pushing", "cert", name, "bundle", b.Manifest.ID, "hosts", len(hosts), "canary", canaries, "dry_run", pf.dryRun, "emergency", pf.emergency)
-	if pf.emergency {
-		e.note("%s: emergency push: all %d hosts at once", name, len(hosts))
-		rest = "emergency"
-	}
-	results := wave("canary", p.Run(ctx, hosts[:canaries]))
-	if failed := countFailed(results); failed > 0 && !pf.dryRun {
-		rep.Message = fmt.Sprintf("%d of %d canary hosts failed: rollout stopped, %d hosts untouched", failed, canaries, len(hosts)-canaries)
-		for _, h := range hosts[canaries:] {
-			results = append(results, push.Result{Host: h.Name, Address: h.SSHAddress(), Wave: "rest", Result: push.Skipped, BundleID: b.Manifest.ID, Detail: "canary failed"})
+	e.log.Info("pushing", "cert", name, "bundle", b.Manifest.ID, "hosts", len(all), "waves", len(waves), "from_wave", pf.fromWave, "dry_run", pf.dryRun, "emergency", pf.emergency)
+	var results []push.Result
+	var done []inventory.Host // hosts of the finished waves
+	stopped := ""             // why the rollout stopped, "" while it goes on
+	for i, w := range waves {
+		if stopped != "" {
+			for _, h := range w.Hosts {
+				results = append(results, push.Result{Host: h.Name, Address: h.Location(), Wave: w.Name, Result: push.Skipped, BundleID: b.Manifest.ID, Detail: stopped})
+			}
+			continue
 		}
-	} else {
-		results = append(results, wave(rest, p.Run(ctx, hosts[canaries:]))...)
+		rs := wave(w.Name, p.Run(ctx, w.Hosts))
+		results = append(results, rs...)
+		done = append(done, w.Hosts...)
+		if ctx.Err() != nil {
+			stopped = "rollout interrupted"
+			continue
+		}
+		last := i == len(waves)-1
+		if failed := countFailed(rs); failed > 0 && !pf.dryRun {
+			untouched := len(all) - len(done)
+			if w.Name == "canary" {
+				stopped = "canary failed"
+				rep.Message = fmt.Sprintf("%d of %d canary hosts failed: rollout stopped, %d hosts untouched", failed, len(w.Hosts), untouched)
+			} else {
+				stopped = "wave " + w.Name + " failed"
+				rep.Message = fmt.Sprintf("wave %s: %d of %d hosts failed: rollout stopped, %d hosts untouched%s", w.Name, failed, len(w.Hosts), untouched, resumeHint(cert, w.Name))
+			}
+			continue
+		}
+		if cert.Pause > 0 && !last && !pf.dryRun {
+			e.log.Info("pause after wave", "cert", name, "wave", w.Name, "pause", cert.Pause)
+			if err := p.Watch(ctx, done, cert.Pause, pauseInterval(cert.Pause)); err != nil {
+				stopped = "check during the pause failed"
+				if ctx.Err() != nil {
+					stopped = "rollout interrupted"
+				}
+				rep.Message = fmt.Sprintf("after wave %s: %v: rollout stopped, %d hosts untouched", w.Name, err, len(all)-len(done))
+			}
+		}
 	}
 	if ctx.Err() != nil {
 		rep.Message = "interrupted: no new hosts were started; hosts under way finished"
@@ -227,12 +255,73 @@ func (e *env) pushCert(ctx context.Context, cfg *inventory.Config, name string, 
 	return rep, nil
 }
 
+// rollout returns the waves of cert: with --emergency one wave of every
+// host; those of its waves: (from
+// --from-wave on), or with --canary N its first N hosts then the rest,
+// or its canary hosts then the rest.
+func (e *env) rollout(cfg *inventory.Config, cert *inventory.Cert, pf pushFlags) ([]inventory.Wave, error) {
+	if pf.emergency {
+		if pf.fromWave > 0 || pf.canary > 0 {
+			return nil, cli.Usagef("--emergency pushes to every host at once: it takes no --from-wave or --canary")
+		}
+		hosts, err := cfg.HostsFor(cert.Name)
+		if err != nil {
+			return nil, cli.Usage(err)
+		}
+		return []inventory.Wave{{Name: "emergency", Hosts: hosts}}, nil
+	}
+	if pf.fromWave > 0 && len(cert.Waves) == 0 {
+		return nil, cli.Usagef("--from-wave: %s has no waves: configured", cert.Name)
+	}
+	if pf.canary > 0 && len(cert.Waves) > 0 {
+		return nil, cli.Usagef("--canary: %s has waves: configured; use --from-wave to resume", cert.Name)
+	}
+	if pf.canary > 0 {
+		hosts, err := cfg.HostsFor(cert.Name)
+		if err != nil {
+			return nil, cli.Usage(err)
+		}
+		n := min(pf.canary, len(hosts))
+		return []inventory.Wave{{Name: "canary", Hosts: hosts[:n]}, {Name: "rest", Hosts: hosts[n:]}}, nil
+	}
+	waves, err := cfg.Waves(cert.Name)
+	if err != nil {
+		return nil, cli.Usage(err)
+	}
+	if pf.fromWave > 0 {
+		if pf.fromWave > len(waves) {
+			return nil, cli.Usagef("--from-wave %d: %s has %d waves", pf.fromWave, cert.Name, len(waves))
+		}
+		waves = waves[pf.fromWave-1:]
+	}
+	return waves, nil
+}
+
+// resumeHint tells how to go on after wave name of cert failed.
+func resumeHint(cert *inventory.Cert, name string) string {
+	if len(cert.Waves) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("; after the fix: certpush push --from-wave %s %s", name, cert.Name)
+}
+
+// pauseInterval is how often a pause between waves checks the finished
+// waves: five times over the pause, at least every 5s, at most every
+// 200ms.
+func pauseInterval(pause time.Duration) time.Duration {
+	return min(max(pause/5, 200*time.Millisecond), 5*time.Second)
+}
+
 // pusher makes the pusher of bundle b for cert with the config's SSH
 // settings and the flags; closeAuth releases the SSH agent, if any.
-func (e *env) pusher(cfg *inventory.Config, cert *inventory.Cert, b *bundle.Bundle, pf pushFlags) (p *push.Pusher, closeAuth func(), err error) {
+func (e *env) pusher(cfg *inventory.Config, cert *inventory.Cert, b *bundle.Bundle, pf pushFlags, needSSH bool) (p *push.Pusher, closeAuth func(), err error) {
 	auth, closeAuth, err := push.Auth(cfg.SSH.Identity, e.getenv("SSH_AUTH_SOCK"))
-	if err != nil {
+	if err != nil && needSSH {
 		return nil, nil, cli.Usage(err)
+	}
+	if err != nil {
+		// Only exec targets: no SSH credentials needed.
+		auth, closeAuth = nil, func() {}
 	}
 	parallel := cfg.SSH.Parallel
 	if pf.parallel > 0 {
@@ -251,12 +340,23 @@ func (e *env) pusher(cfg *inventory.Config, cert *inventory.Cert, b *bundle.Bund
 		Logger:         e.log.With("cert", cert.Name),
 		Progress:       e.progress(cert.Name),
 		MaxFailures:    pf.maxFail,
+		ExecOnly:       !needSSH,
 	})
 	if err != nil {
 		closeAuth()
 		return nil, nil, cli.Usage(err)
 	}
 	return p, closeAuth, nil
+}
+
+// hasSSH reports whether any of hosts is an SSH host (not an exec target).
+func hasSSH(hosts []inventory.Host) bool {
+	for _, h := range hosts {
+		if !h.IsExec() {
+			return true
+		}
+	}
+	return false
 }
 
 func wave(name string, rs []push.Result) []push.Result {
@@ -275,22 +375,6 @@ func hostList(list string) map[string]bool {
 		}
 	}
 	return want
-}
-
-// selectHosts keeps the hosts named in want, in their order, and returns
-// how many of them are among the first canaries of hosts.
-func selectHosts(hosts []inventory.Host, canaries int, want map[string]bool) ([]inventory.Host, int) {
-	var out []inventory.Host
-	n := 0
-	for i, h := range hosts {
-		if want[h.Name] {
-			out = append(out, h)
-			if i < canaries {
-				n++
-			}
-		}
-	}
-	return out, n
 }
 
 // checkHosts refuses a --hosts list that names a host of none of the

@@ -49,6 +49,12 @@ func (e *env) statusCommand() *cli.Command {
 		now := time.Now()
 		reports := verify.Survey(ctx, eps, *parallel, *timeout, now, e.surveyProgress())
 		e.progressDone()
+		// Exec targets without a TLS endpoint answer through current.
+		execs, err := e.execReports(ctx, cfg, names)
+		if err != nil {
+			return err
+		}
+		reports = append(reports, execs...)
 		counts := map[string]int{}
 		for _, r := range reports {
 			counts[r.State]++
@@ -63,7 +69,7 @@ func (e *env) statusCommand() *cli.Command {
 				return fmt.Errorf("write status page: %w", err)
 			}
 		}
-		if err := e.printStatus(reports, counts, summary, *hash, *asJSON); err != nil {
+		if err := e.printStatus(reports, counts, summary, *hash, *asJSON, waveStatuses(cfg, names, reports)); err != nil {
 			return err
 		}
 		if counts[verify.Aligned] != len(reports) {
@@ -112,14 +118,18 @@ func (e *env) statusEndpoints(cfg *inventory.Config, names []string) ([]verify.E
 }
 
 // printStatus prints the survey as JSON or as a table and a summary.
-func (e *env) printStatus(reports []verify.Report, counts map[string]int, summary, hash string, asJSON bool) error {
+func (e *env) printStatus(reports []verify.Report, counts map[string]int, summary, hash string, asJSON bool, waves []waveStatus) error {
 	if asJSON {
 		if reports == nil {
 			reports = []verify.Report{}
 		}
 		enc := json.NewEncoder(e.stdout)
 		enc.SetIndent("", "  ")
-		return enc.Encode(map[string]any{"endpoints": reports, "counts": counts, "summary": summary})
+		out := map[string]any{"endpoints": reports, "counts": counts, "summary": summary}
+		if len(waves) > 0 {
+			out["waves"] = waves
+		}
+		return enc.Encode(out)
 	}
 	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "CERT\tHOST\tENDPOINT\tSTATE\tFINGERPRINT (%s)\tNOT AFTER\tDAYS\n", strings.ToUpper(hash))
@@ -133,6 +143,9 @@ func (e *env) printStatus(reports []verify.Report, counts map[string]int, summar
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Cert, r.Host, r.Address, r.State, fp, notAfter, days)
 	}
 	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if err := printWaves(e.stdout, waves); err != nil {
 		return err
 	}
 	_, err := fmt.Fprintln(e.stdout, summary)

@@ -60,10 +60,8 @@ func (in *Installer) bringUp(ctx context.Context, c *Cert, id string, m *bundle.
 			return false, fmt.Errorf("%w: %v", ErrTestFailed, err)
 		}
 	}
-	if len(c.Reload) > 0 {
-		if err := in.command(ctx, "reload", c.Reload, env); err != nil {
-			return true, fmt.Errorf("%w: %v", ErrReloadFailed, err)
-		}
+	if err := in.serviceUpdate(ctx, c, env); err != nil {
+		return true, err
 	}
 	return true, in.verifyServed(ctx, c, m.Domains, m.Fingerprint)
 }
@@ -145,10 +143,12 @@ func (in *Installer) rollback(ctx context.Context, c *Cert, prev *installed, id 
 		id = prev.ID
 	}
 	env := envFor(in, c.Name, id)
-	if len(c.Reload) > 0 {
-		if err := in.command(ctx, "reload", c.Reload, env); err != nil {
-			return fmt.Errorf("%w: reload after rollback: %v", ErrRollback, err)
-		}
+	if prev == nil && c.HAProxy != nil && len(c.Reload) == 0 {
+		// Nothing to hand HAProxy back: it keeps what it had.
+		return nil
+	}
+	if err := in.serviceUpdate(ctx, c, env); err != nil {
+		return fmt.Errorf("%w: after rollback: %v", ErrRollback, err)
 	}
 	if prev != nil && prev.Manifest != nil {
 		if err := in.verifyServed(ctx, c, prev.Manifest.Domains, prev.Manifest.Fingerprint); err != nil {

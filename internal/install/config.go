@@ -65,6 +65,9 @@ type Settings struct {
 	Verify        []string    // host:port endpoints checked after a reload
 	VerifySNI     string      // "" for verify.DefaultSNI of the domains
 	VerifyTimeout time.Duration
+	// HAProxy, when set, updates a running HAProxy through its runtime
+	// API instead of reloading it (reload stays the fallback).
+	HAProxy *HAProxy
 }
 
 // Cert is one configured certificate.
@@ -124,7 +127,7 @@ type parser struct {
 
 var topKeys = []string{"root", "incoming", "trusted_keys", "allow_unsigned", "roots", "keep", "lock", "timeout", "defaults", "certs"}
 
-var settingKeys = []string{"owner", "group", "key_mode", "cert_mode", "test", "reload", "verify", "verify_sni", "verify_timeout"}
+var settingKeys = []string{"owner", "group", "key_mode", "cert_mode", "test", "reload", "verify", "verify_sni", "verify_timeout", "haproxy"}
 
 func (p *parser) parse(data []byte) *Config {
 	cfg := &Config{
@@ -309,6 +312,10 @@ func (p *parser) settingPairs(fields []yamlconf.Pair, where string, s *Settings,
 		case "verify_timeout":
 			if d, ok := p.Duration(f.Val, key); ok {
 				s.VerifyTimeout = d
+			}
+		case "haproxy":
+			if h, ok := p.haproxy(f.Val, key); ok {
+				s.HAProxy = h
 			}
 		default:
 			p.Unknown(f.Key, where, known)

@@ -121,12 +121,18 @@ type EAB struct {
 
 // Cert is one certificate lineage and where it goes.
 type Cert struct {
-	Name           string
-	Domains        []string
-	Hosts          []string // host and group names, as written
-	HostsFile      string   // resolved path, "" if none; read by Load and Parse
-	Install        string   // InstallNow or InstallCron
-	Canary         []string
+	Name      string
+	Domains   []string
+	Hosts     []string // host and group names, as written
+	HostsFile string   // resolved path, "" if none; read by Load and Parse
+	Install   string   // InstallNow or InstallCron
+	Canary    []string
+	// Waves are the rollout's steps as written: host and group names, and
+	// WaveRest; nil when the certificate has none (see Config.Waves).
+	Waves [][]string
+	// Pause is the wait after each wave but the last, during which the
+	// finished waves' endpoints keep being checked.
+	Pause          time.Duration
 	VerifySNI      string
 	VerifyPorts    []int
 	RenewBefore    time.Duration // 0: decided by the renewal logic
@@ -179,6 +185,14 @@ type Host struct {
 	// Webroot overrides a certificate's http-01 challenge.webroot on this
 	// host ("" = the certificate's).
 	Webroot string
+	// Type is TypeSSH ("") or TypeExec: a target that is not an SSH
+	// host but a command certpush runs (see exec.go).
+	Type string
+	// Exec is an exec target's command (argv, no shell); the verb
+	// (current or deploy) is appended.
+	Exec []string
+	// ExecTimeout bounds each run of Exec (0: the ssh.timeout).
+	ExecTimeout time.Duration
 }
 
 // SSHAddress returns the host's address and port in the form net.Dial takes.
@@ -226,9 +240,11 @@ func (c *Config) Cert(name string) (*Cert, error) {
 // a deterministic order: the cert's hosts entries in order (a group
 // expands to its members sorted by name), then the hosts_file entries in
 // file order, without duplicates; then the canary hosts are moved to the
-// front, in canary order. Each host is fully resolved: SSH defaults
+// front, in canary order, or, with waves:, the hosts are put in wave
+// order. Each host is fully resolved: SSH defaults
 // applied, and Verify filled from the cert's verify_ports when the host
-// has no endpoints of its own. The result is a copy.
+// has no endpoints of its own (and is not an exec target, which has no
+// address). The result is a copy.
 func (c *Config) HostsFor(cert string) ([]Host, error) {
 	ct, err := c.Cert(cert)
 	if err != nil {
@@ -238,12 +254,20 @@ func (c *Config) HostsFor(cert string) ([]Host, error) {
 	out := make([]Host, 0, len(hosts))
 	for _, h := range hosts {
 		h = c.withDefaults(h)
-		if len(h.Verify) == 0 {
+		if len(h.Verify) == 0 && !h.IsExec() {
 			for _, p := range ct.VerifyPorts {
 				h.Verify = append(h.Verify, net.JoinHostPort(h.Address, strconv.Itoa(p)))
 			}
 		}
 		out = append(out, h)
+	}
+	if len(ct.Waves) > 0 {
+		// Wave order: the first wave's hosts first.
+		var ordered []Host
+		for _, w := range c.wavesOf(ct, out) {
+			ordered = append(ordered, w.Hosts...)
+		}
+		out = ordered
 	}
 	return out, nil
 }
@@ -330,6 +354,7 @@ func orDefault[T comparable](v, def T) T {
 func copyHost(h Host) Host {
 	h.Groups = slices.Clone(h.Groups)
 	h.Verify = slices.Clone(h.Verify)
+	h.Exec = slices.Clone(h.Exec)
 	return h
 }
 

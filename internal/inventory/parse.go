@@ -54,8 +54,8 @@ var (
 	sshKeys       = []string{"user", "port", "identity", "known_hosts", "parallel", "timeout", "connect_timeout", "incoming", "command"}
 	acmeKeys      = []string{"directory", "email", "ca_file", "eab", "key_type", "preferred_chain", "dns_resolvers", "propagation_timeout", "disable_propagation_check", "profile"}
 	eabKeys       = []string{"kid", "hmac_key"}
-	hostKeys      = []string{"address", "port", "user", "groups", "verify", "incoming", "command", "install", "webroot"}
-	certKeys      = []string{"domains", "hosts", "hosts_file", "install", "canary", "verify_sni", "verify_ports", "renew_before", "key_type", "preferred_chain", "profile", "challenge", "roots", "allow_self_signed"}
+	hostKeys      = []string{"address", "port", "user", "groups", "verify", "incoming", "command", "install", "webroot", "type", "exec", "timeout"}
+	certKeys      = []string{"domains", "hosts", "hosts_file", "install", "canary", "verify_sni", "verify_ports", "renew_before", "key_type", "preferred_chain", "profile", "challenge", "roots", "allow_self_signed", "waves", "pause"}
 	challengeKeys = []string{"type", "provider", "mode", "webroot", "address", "resolvers", "propagation_timeout", "wildcard", "persist_until", "issuer_domain_name"}
 )
 
@@ -288,9 +288,13 @@ func (p *parser) hosts(n *yaml.Node, cfg *Config) map[string][]*yaml.Node {
 		where := "hosts." + name
 		h := &Host{Name: name}
 		hasAddress := false
+		set := map[string]*yaml.Node{}
 		for _, g := range p.Pairs(f.Val, where) {
 			key := where + "." + g.Key.Value
+			set[g.Key.Value] = g.Key
 			switch g.Key.Value {
+			case "type", "exec", "timeout":
+				p.execKey(g, key, h)
 			case "address":
 				v, ok := p.NonEmpty(g.Val, key)
 				if !ok {
@@ -350,7 +354,10 @@ func (p *parser) hosts(n *yaml.Node, cfg *Config) map[string][]*yaml.Node {
 				p.Unknown(g.Key, where, hostKeys)
 			}
 		}
-		if !hasAddress {
+		p.checkExecKeys(where, h, set)
+		if h.Type == TypeExec {
+			p.execNeeds(f.Key, where, h, set)
+		} else if !hasAddress {
 			p.Errorf(f.Key, "%s: address is required", where)
 		}
 		*h = cfg.withDefaults(*h)
@@ -396,6 +403,8 @@ func (p *parser) cert(keyNode, n *yaml.Node, cfg *Config, groups map[string][]*y
 	c := &Cert{Name: name, Install: InstallNow, Anchor: bundle.Anchor{Roots: cfg.Roots}}
 	var canary []*yaml.Node
 	var canaryKey string
+	var waveKey *yaml.Node
+	var waveNodes []*yaml.Node
 	var domainsKey *yaml.Node
 	hostsFileOK := true
 	for _, f := range p.Pairs(n, where) {
@@ -438,6 +447,13 @@ func (p *parser) cert(keyNode, n *yaml.Node, cfg *Config, groups map[string][]*y
 		case "canary":
 			canary, _ = p.Items(f.Val, key)
 			canaryKey = key
+		case "waves":
+			waveKey = f.Key
+			waveNodes = p.waves(f.Val, key, c)
+		case "pause":
+			if v, ok := p.DurationOrZero(f.Val, key); ok {
+				c.Pause = v
+			}
 		case "verify_sni":
 			if v, ok := p.ServerName(f.Val, key); ok {
 				c.VerifySNI = v
@@ -483,6 +499,7 @@ func (p *parser) cert(keyNode, n *yaml.Node, cfg *Config, groups map[string][]*y
 	}
 
 	p.canary(c, canary, canaryKey, hostsFileOK, cfg, groups)
+	p.checkWaves(c, waveKey, waveNodes, where+".waves", hostsFileOK, cfg)
 	return c
 }
 

@@ -61,6 +61,9 @@ type Options struct {
 	// Progress, when set, is called after each host finishes. Calls are
 	// serialized.
 	Progress func(done, total int, r Result)
+	// ExecOnly says that only exec targets are pushed to: no SSH dialer
+	// is made, known_hosts is not read, and an SSH host fails.
+	ExecOnly bool
 }
 
 // Result is the outcome for one host.
@@ -106,9 +109,12 @@ func New(b *bundle.Bundle, opts Options) (*Pusher, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	dialer, err := NewDialer(opts.Auth, opts.KnownHosts, opts.ConnectTimeout, opts.Logger)
-	if err != nil {
-		return nil, err
+	var dialer *Dialer
+	if !opts.ExecOnly {
+		var err error
+		if dialer, err = NewDialer(opts.Auth, opts.KnownHosts, opts.ConnectTimeout, opts.Logger); err != nil {
+			return nil, err
+		}
 	}
 	files := make(map[string][]byte, len(bundle.Files)+1)
 	var frames []wire.File
@@ -129,6 +135,7 @@ func New(b *bundle.Bundle, opts Options) (*Pusher, error) {
 func (p *Pusher) Run(ctx context.Context, hosts []inventory.Host) []Result {
 	results := make([]Result, len(hosts))
 	sem := make(chan struct{}, p.opts.Parallel)
+	parent := ctx
 	ctx, stop := context.WithCancelCause(ctx)
 	defer stop(nil)
 	var (
@@ -150,7 +157,7 @@ func (p *Pusher) Run(ctx context.Context, hosts []inventory.Host) []Result {
 				why = cause.Error()
 			}
 			for j := i; j < len(hosts); j++ {
-				results[j] = Result{Host: hosts[j].Name, Address: hosts[j].SSHAddress(), Result: Skipped, BundleID: p.b.Manifest.ID, Detail: why}
+				results[j] = Result{Host: hosts[j].Name, Address: hosts[j].Location(), Result: Skipped, BundleID: p.b.Manifest.ID, Detail: why}
 			}
 			break
 		}
@@ -160,7 +167,13 @@ func (p *Pusher) Run(ctx context.Context, hosts []inventory.Host) []Result {
 			defer func() { <-sem }()
 			// Hosts under way are not cut short by ctx: they run to the
 			// end or to their own deadline, so none is left half-done.
-			r := p.host(context.WithoutCancel(ctx), h)
+			// An exec target's command is the exception: it is
+			// killed when the caller's context is cancelled.
+			hctx := context.WithoutCancel(ctx)
+			if h.IsExec() {
+				hctx = parent
+			}
+			r := p.host(hctx, h)
 			results[i] = r
 			mu.Lock()
 			defer mu.Unlock()
@@ -185,14 +198,19 @@ var ErrTooManyFailures = errors.New("rollout stopped")
 
 func (p *Pusher) host(ctx context.Context, h inventory.Host) Result {
 	start := time.Now()
-	r := Result{Host: h.Name, Address: h.SSHAddress(), BundleID: p.b.Manifest.ID}
-	ctx, cancel := context.WithTimeout(ctx, p.opts.Timeout)
+	r := Result{Host: h.Name, Address: h.Location(), BundleID: p.b.Manifest.ID}
+	ctx, cancel := context.WithTimeout(ctx, p.hostTimeout(h))
 	defer cancel()
-	err := p.deliver(ctx, h, &r)
+	var err error
+	if h.IsExec() {
+		err = p.deliverExec(ctx, h, &r)
+	} else {
+		err = p.deliver(ctx, h, &r)
+	}
 	r.Duration = time.Since(start)
 	if err != nil {
 		if ctx.Err() != nil && !errors.Is(err, context.DeadlineExceeded) {
-			err = fmt.Errorf("%w (timeout %s)", err, p.opts.Timeout)
+			err = fmt.Errorf("%w (timeout %s)", err, p.hostTimeout(h))
 		}
 		r.Result = Failed
 		r.Err = err
@@ -205,6 +223,9 @@ func (p *Pusher) host(ctx context.Context, h inventory.Host) Result {
 }
 
 func (p *Pusher) deliver(ctx context.Context, h inventory.Host, r *Result) error {
+	if p.dialer == nil {
+		return errors.New("SSH host in a push made for exec targets only")
+	}
 	if p.installs(h) {
 		return p.deliverStream(ctx, h, r)
 	}
