@@ -45,14 +45,14 @@ type World struct {
 
 	// The node: what the tool under test sets up, all under Prefix except
 	// the account, SudoersFile and CronFile.
-	Prefix      string // root-owned, 0755, under /srv
+	Prefix string // root-owned, 0755, under /srv
 	// Where the node's files go, all under Prefix.
 	Bin, ForcedCommand, Home, Incoming, AuthorizedKeysDir, CertnodeConfig, NginxSnippet string
-	User        string // the push account to create
-	SudoersFile string // in /etc/sudoers.d
-	CronFile    string // name in /etc/cron.d
-	PushKey     string // certpush's public key (authorized_keys form)
-	SigningKey  string // certpush's signing.pub (base64)
+	User                                                                                string // the push account to create
+	SudoersFile                                                                         string // in /etc/sudoers.d
+	CronFile                                                                            string // name in /etc/cron.d
+	PushKey                                                                             string // certpush's public key (authorized_keys form)
+	SigningKey                                                                          string // certpush's signing.pub (base64)
 
 	// Admin access to the node as root (AdminUser, uid 0): a key of its
 	// own and the fleet's known_hosts.
