@@ -5,11 +5,12 @@
 # tests (test/faults); promtool (Debian prometheus) for the alerting rules'
 # tests (contrib/prometheus); headless chromium to render status --html's
 # page; lintian and systemd-analyze (Debian systemd) for the package test
-# (test/pkg).
+# (test/pkg); ansible-core and puppet for the node roles' tests
+# (test/ansible, test/puppet), cron for Ansible's cron module.
 # Does nothing when everything is already there.
 set -euo pipefail
 
-packages=(openssh-server openssh-client nginx-light pebble certbot sudo nftables iproute2 prometheus chromium lintian systemd)
+packages=(openssh-server openssh-client nginx-light pebble certbot sudo nftables iproute2 prometheus chromium lintian systemd ansible-core puppet cron)
 need=()
 command -v /usr/sbin/sshd >/dev/null || need+=(openssh-server)
 [ -x /usr/lib/openssh/sftp-server ] || need+=(openssh-server)
@@ -25,6 +26,9 @@ command -v promtool >/dev/null || need+=(prometheus)
 command -v chromium >/dev/null || need+=(chromium)
 command -v lintian >/dev/null || need+=(lintian)
 command -v systemd-analyze >/dev/null || need+=(systemd)
+command -v ansible-playbook >/dev/null || need+=(ansible-core)
+command -v puppet >/dev/null || need+=(puppet)
+command -v crontab >/dev/null || need+=(cron)
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi
@@ -37,7 +41,7 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
 # The packages may start system services; the tests start their own.
-for s in nginx ssh prometheus; do
+for s in nginx ssh prometheus cron puppet; do
   if command -v systemctl >/dev/null && systemctl is-active --quiet "$s" 2>/dev/null; then
     systemctl stop "$s" || true
   fi

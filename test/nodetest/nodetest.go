@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+	"gopkg.in/yaml.v3"
 
 	"github.com/certpush/certpush/internal/bundle"
 	"github.com/certpush/certpush/internal/devca"
@@ -427,8 +428,16 @@ func (w *World) CheckNode() {
 	if s := read(t, w.SudoersFile); !strings.Contains(s, w.User+" ALL=(root) NOPASSWD: "+w.Bin+" ^--config ") {
 		t.Errorf("sudo rule:\n%s", s)
 	}
-	if s := read(t, w.CertnodeConfig); !strings.Contains(s, w.SigningKey) || !strings.Contains(s, "incoming: "+w.Incoming) {
-		t.Errorf("certnode.yaml lacks the trusted key or incoming:\n%s", s)
+	var nc struct {
+		Root        string   `yaml:"root"`
+		Incoming    string   `yaml:"incoming"`
+		TrustedKeys []string `yaml:"trusted_keys"`
+	}
+	if err := yaml.Unmarshal([]byte(read(t, w.CertnodeConfig)), &nc); err != nil {
+		t.Errorf("certnode.yaml: %v", err)
+	}
+	if nc.Root != w.Host.Root || nc.Incoming != w.Incoming || len(nc.TrustedKeys) != 1 || nc.TrustedKeys[0] != w.SigningKey {
+		t.Errorf("certnode.yaml: %+v; want root %s, incoming %s, trusted_keys [%s]", nc, w.Host.Root, w.Incoming, w.SigningKey)
 	}
 	if s := read(t, filepath.Join("/etc/cron.d", w.CronFile)); !strings.Contains(s, " root "+w.Bin+" --config "+w.CertnodeConfig+" install") {
 		t.Errorf("cron file:\n%s", s)
