@@ -27,7 +27,16 @@ import (
 func checkAccountOverSSH(t *testing.T) {
 	t.Helper()
 	start := time.Now()
-	dir := t.TempDir()
+	// sshd reads the key file as certsync: a directory it can enter
+	// (t.TempDir's parent is 0700).
+	dir, err := os.MkdirTemp("", "certpush-pkgtest-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	keys := filepath.Join(dir, "keys")
 	if err := os.Mkdir(keys, 0o755); err != nil {
 		t.Fatal(err)
