@@ -125,7 +125,23 @@ UseDNS no
 		}
 	}
 	// certnode install reaches root's certnode (sudo lets it through;
-	// certnode itself then finds no such upload).
+	// certnode itself then finds no such upload). What it makes in its
+	// root, /etc/certnode (a lock, status), goes afterwards: purge
+	// leaves a root with anything else in it.
+	before := map[string]bool{}
+	if ents, err := os.ReadDir("/etc/certnode"); err == nil {
+		for _, e := range ents {
+			before[e.Name()] = true
+		}
+	}
+	defer func() {
+		ents, _ := os.ReadDir("/etc/certnode")
+		for _, e := range ents {
+			if !before[e.Name()] {
+				os.RemoveAll(filepath.Join("/etc/certnode", e.Name()))
+			}
+		}
+	}()
 	code, out := remote(t, c, "certnode install --json --id 0123456789abcdef example.com")
 	if strings.Contains(out, "refused") || strings.Contains(out, "sudo:") || !strings.Contains(out, "example.com") {
 		t.Errorf("certnode install through the forced command: exit %d, output %q; want certnode's own answer", code, out)
@@ -158,8 +174,9 @@ func remote(t *testing.T, c *ssh.Client, cmd string) (int, string) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	var out bytes.Buffer
-	s.Stdout, s.Stderr = &out, &out
+	var stdout, stderr bytes.Buffer
+	s.Stdin = strings.NewReader("")
+	s.Stdout, s.Stderr = &stdout, &stderr
 	if cmd == "" {
 		err = s.Shell()
 		if err == nil {
@@ -168,13 +185,14 @@ func remote(t *testing.T, c *ssh.Client, cmd string) (int, string) {
 	} else {
 		err = s.Run(cmd)
 	}
+	out := stdout.String() + stderr.String()
 	if ee, ok := err.(*ssh.ExitError); ok {
-		return ee.ExitStatus(), out.String()
+		return ee.ExitStatus(), out
 	}
 	if err != nil {
-		return -1, out.String() + err.Error()
+		return -1, out + err.Error()
 	}
-	return 0, out.String()
+	return 0, out
 }
 
 // packagedMatch is the active Match block of the packaged sshd snippet,

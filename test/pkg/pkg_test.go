@@ -50,7 +50,7 @@ func TestDebianPackages(t *testing.T) {
 			t.Fatalf("package %s is on this machine already (%s): the test would replace it", p, out)
 		}
 	}
-	for _, f := range []string{"/usr/bin/certpush", "/usr/bin/certnode", "/certsync"} {
+	for _, f := range []string{"/usr/bin/certpush", "/usr/bin/certnode", "/certsync", "/etc/certnode"} {
 		if _, err := os.Lstat(f); err == nil {
 			t.Fatalf("%s exists already: the test would replace it", f)
 		}
@@ -312,7 +312,8 @@ func checkPurged(t *testing.T) {
 	}
 	for _, f := range []string{"/certsync", "/etc/certpush", "/etc/certnode", "/var/lib/certpush", "/usr/share/certnode", "/usr/share/certpush"} {
 		if _, err := os.Lstat(f); err == nil {
-			t.Errorf("dpkg -P left %s", f)
+			out, _ := exec.Command("find", f, "-ls").CombinedOutput()
+			t.Errorf("dpkg -P left %s:\n%s", f, out)
 		}
 	}
 }
