@@ -46,6 +46,7 @@ type World struct {
 
 	// The node: what the tool under test sets up, all under Prefix except
 	// the account, SudoersFile and CronFile.
+	Mode   string // install: now or cron
 	Prefix string // root-owned, 0755, under /srv
 	// Where the node's files go, all under Prefix.
 	Bin, ForcedCommand, Home, Incoming, AuthorizedKeysDir, CertnodeConfig, NginxSnippet string
@@ -69,8 +70,12 @@ type World struct {
 	MgmtKnownHosts string // certpush's ssh.known_hosts, empty at first
 }
 
-// Start starts the node and writes the management directory.
-func Start(t *testing.T) *World {
+// Start starts the node for install: now and writes the management
+// directory.
+func Start(t *testing.T) *World { t.Helper(); return StartMode(t, "now") }
+
+// StartMode is Start for install: mode ("now" or "cron").
+func StartMode(t *testing.T, mode string) *World {
 	t.Helper()
 	if os.Getuid() != 0 {
 		if os.Getenv("CI") != "" {
@@ -79,7 +84,7 @@ func Start(t *testing.T) *World {
 		t.Skip("sets up a node with an account and sudo rule: needs root")
 	}
 	testfleet.Require(t, testfleet.SSHD, testfleet.Nginx, "useradd", "userdel", "visudo", "sudo", "ssh", "ssh-keygen")
-	w := &World{t: t}
+	w := &World{t: t, Mode: mode}
 	start := time.Now()
 	var err error
 	if w.Bins, err = testfleet.BuildBinaries(); err != nil {
@@ -253,15 +258,24 @@ certs:
   %s:
     domains: [%s]
     hosts_file: %s
-    install: now
+    install: %s
     verify_ports: [%d]
-`, state, w.Fleet.Roots, w.User, w.Fleet.Identity, w.MgmtKnownHosts, w.Incoming, CertName, strings.Join(Domains, ", "), w.HostsFile, w.Host.TLSPort)
+`, state, w.Fleet.Roots, w.User, w.Fleet.Identity, w.MgmtKnownHosts, w.pushIncoming(), CertName, strings.Join(Domains, ", "), w.HostsFile, w.Mode, w.Host.TLSPort)
 	if err := os.WriteFile(w.Config, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(w.MgmtKnownHosts, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// pushIncoming is incoming as the push account sees it: inside its
+// chroot (the home) for cron.
+func (w *World) pushIncoming() string {
+	if w.Mode == "cron" {
+		return strings.TrimPrefix(w.Incoming, w.Home)
+	}
+	return w.Incoming
 }
 
 // NodeAddress is the node's SSH address as certpush dials it.
@@ -319,8 +333,15 @@ func (w *World) PushAndCheck() time.Duration {
 	if err := json.Unmarshal([]byte(out), &res); err != nil {
 		t.Fatalf("push --json: %v: %s", err, out)
 	}
-	if len(res.Certs) != 1 || len(res.Certs[0].Results) != 1 || res.Certs[0].Results[0].Result != "installed" {
-		t.Fatalf("push: want one host installed, got %s", out)
+	want := "installed"
+	if w.Mode == "cron" {
+		want = "uploaded"
+	}
+	if len(res.Certs) != 1 || len(res.Certs[0].Results) != 1 || res.Certs[0].Results[0].Result != want {
+		t.Fatalf("push: want one host %s, got %s", want, out)
+	}
+	if w.Mode == "cron" {
+		w.runCronJob()
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
@@ -389,11 +410,12 @@ func (w *World) CheckNode() {
 	if f := strings.Split(string(out), ":"); len(f) < 2 || (f[1] != "!" && f[1] != "*" && f[1] != "!*" && f[1] != "!!") {
 		t.Errorf("%s has a password field %q, want none", w.User, out)
 	}
-	for _, c := range []struct {
+	type fileWant struct {
 		path     string
 		mode     fs.FileMode
 		uid, gid int
-	}{
+	}
+	files := []fileWant{
 		{w.Home, fs.ModeDir | 0o755, 0, 0},
 		{w.Incoming, fs.ModeDir | 0o755, uid, gid},
 		{w.Bin, 0o755, 0, 0},
@@ -401,10 +423,13 @@ func (w *World) CheckNode() {
 		{w.AuthorizedKeysDir, fs.ModeDir | 0o755, 0, 0},
 		{filepath.Join(w.AuthorizedKeysDir, w.User), 0o644, 0, 0},
 		{w.CertnodeConfig, 0o644, 0, 0},
-		{w.SudoersFile, 0o440, 0, 0},
 		{filepath.Join("/etc/cron.d", w.CronFile), 0o644, 0, 0},
 		{w.NginxSnippet, 0o644, 0, 0},
-	} {
+	}
+	if w.Mode == "now" {
+		files = append(files, fileWant{w.SudoersFile, 0o440, 0, 0})
+	}
+	for _, c := range files {
 		fi, err := os.Lstat(c.path)
 		if err != nil {
 			t.Errorf("%v", err)
@@ -419,14 +444,25 @@ func (w *World) CheckNode() {
 		t.Error("the installed forced command is not hooks/certnode-forced-command")
 	}
 	keys := read(t, filepath.Join(w.AuthorizedKeysDir, w.User))
-	if want := fmt.Sprintf("restrict,command=\"%s --certnode %s --config %s\" %s\n", w.ForcedCommand, w.Bin, w.CertnodeConfig, w.PushKey); !strings.Contains(keys, want) {
+	want := fmt.Sprintf("restrict,command=\"%s --certnode %s --config %s\" %s\n", w.ForcedCommand, w.Bin, w.CertnodeConfig, w.PushKey)
+	if w.Mode == "cron" {
+		want = "restrict " + w.PushKey + "\n"
+	}
+	if !strings.Contains(keys, want) {
 		t.Errorf("authorized_keys:\n%s\nwant the line %q", keys, want)
 	}
-	if out, err := exec.Command("visudo", "-cf", w.SudoersFile).CombinedOutput(); err != nil {
-		t.Errorf("visudo -cf %s: %v: %s", w.SudoersFile, err, out)
+	if w.Mode == "now" {
+		if out, err := exec.Command("visudo", "-cf", w.SudoersFile).CombinedOutput(); err != nil {
+			t.Errorf("visudo -cf %s: %v: %s", w.SudoersFile, err, out)
+		}
+		if s := read(t, w.SudoersFile); !strings.Contains(s, w.User+" ALL=(root) NOPASSWD: "+w.Bin+" ^--config ") {
+			t.Errorf("sudo rule:\n%s", s)
+		}
+	} else if _, err := os.Lstat(w.SudoersFile); err == nil {
+		t.Errorf("install: cron, yet there is a sudo rule %s", w.SudoersFile)
 	}
-	if s := read(t, w.SudoersFile); !strings.Contains(s, w.User+" ALL=(root) NOPASSWD: "+w.Bin+" ^--config ") {
-		t.Errorf("sudo rule:\n%s", s)
+	if s := read(t, w.Host.SSHConfig); (w.Mode == "cron") != strings.Contains(s, "\tChrootDirectory "+w.Home+"\n\tForceCommand internal-sftp\n") {
+		t.Errorf("sshd_config: chroot and internal-sftp only for cron (mode %s):\n%s", w.Mode, s)
 	}
 	var nc struct {
 		Root        string   `yaml:"root"`
@@ -454,6 +490,13 @@ func (w *World) CheckNode() {
 			"-o", "UserKnownHostsFile="+w.Fleet.KnownHosts, "-i", w.Fleet.Identity, "-p", strconv.Itoa(w.Host.SSHPort),
 			w.User+"@127.0.0.1", cmd)
 		out, err := c.CombinedOutput()
+		if w.Mode == "cron" {
+			// internal-sftp answers whatever is asked: never a command.
+			if strings.Contains(string(out), "uid=") {
+				t.Errorf("ssh %s %q ran: %q", w.User, cmd, out)
+			}
+			continue
+		}
 		if err == nil || !strings.Contains(string(out), "certnode-forced-command: refused") || strings.Contains(string(out), "uid=") {
 			t.Errorf("ssh %s %q: %v %q; want refused by the forced command", w.User, cmd, err, out)
 		}
@@ -472,4 +515,26 @@ func (w *World) Known(want bool) {
 	if hasKey != want || listed != want {
 		t.Errorf("host key in known_hosts: %v, node in %s: %v; want %v\nknown_hosts:\n%s", hasKey, w.HostsFile, listed, want, kh)
 	}
+}
+
+// runCronJob runs the job of /etc/cron.d/CronFile as cron would (as root,
+// through /bin/sh), standing in for the minutes until it fires.
+func (w *World) runCronJob() {
+	t := w.t
+	t.Helper()
+	for _, l := range strings.Split(read(t, filepath.Join("/etc/cron.d", w.CronFile)), "\n") {
+		f := strings.Fields(l)
+		if len(f) < 7 || strings.HasPrefix(f[0], "#") {
+			continue
+		}
+		if f[5] != "root" {
+			t.Fatalf("cron job runs as %s, not root: %q", f[5], l)
+		}
+		job := strings.Join(f[6:], " ")
+		if out, err := exec.Command("/bin/sh", "-c", job).CombinedOutput(); err != nil {
+			t.Fatalf("cron job %q: %v\n%s", job, err, out)
+		}
+		return
+	}
+	t.Fatal("no job in the cron file")
 }

@@ -81,6 +81,33 @@ func TestPuppetModule(t *testing.T) {
 	t.Logf("total %s (%d puppet runs: %s)", time.Since(start).Round(time.Millisecond), len(p.took), p.summary())
 }
 
+// TestPuppetModuleCron applies class certnode for install: cron: the
+// account gets chrooted SFTP only (no sudo rule), certpush only uploads,
+// and the node's cron job installs; a second run changes nothing.
+func TestPuppetModuleCron(t *testing.T) {
+	testfleet.Require(t, "puppet")
+	start := time.Now()
+	w := nodetest.StartMode(t, "cron")
+	p := newPuppet(t)
+	modules, err := filepath.Abs("../../contrib/puppet")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.modulepath = modules
+	site := manifest(w, w.HostKeyFingerprint(), true)
+	if code, out := p.apply(site); code != 2 {
+		t.Fatalf("first run: exit %d, want 2 (changes):\n%s", code, out)
+	}
+	w.CheckNode()
+	w.Known(true)
+	took := w.PushAndCheck()
+	t.Logf("upload and the cron job's install: %s", took.Round(time.Millisecond))
+	if code, out := p.apply(site); code != 0 {
+		t.Fatalf("second run: exit %d, want 0 (no changes):\n%s", code, out)
+	}
+	t.Logf("total %s (%d puppet runs: %s)", time.Since(start).Round(time.Millisecond), len(p.took), p.summary())
+}
+
 // manifest is the site manifest: the node's class (unless !withNode) and
 // its management side, with fingerprint as the node's host key
 // fingerprint.
@@ -88,6 +115,7 @@ func manifest(w *nodetest.World, fingerprint string, withNode bool) string {
 	h := w.Host
 	node := map[string]any{
 		"install_method":      "binary",
+		"mode":                w.Mode,
 		"binary_src":          w.Bins.Certnode,
 		"bin":                 w.Bin,
 		"forced_command":      w.ForcedCommand,
