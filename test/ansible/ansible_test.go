@@ -94,6 +94,37 @@ func TestAnsibleRoles(t *testing.T) {
 	t.Logf("total %s (%d playbook runs: %s)", time.Since(start).Round(time.Millisecond), len(a.took), a.summary())
 }
 
+// TestAnsibleRolesCron runs the roles for install: cron: the account gets
+// chrooted SFTP only (no sudo rule), certpush only uploads, and the
+// node's cron job installs; a second run changes nothing.
+func TestAnsibleRolesCron(t *testing.T) {
+	testfleet.Require(t, "ansible-playbook")
+	start := time.Now()
+	w := nodetest.StartMode(t, "cron")
+	a := newPlaybook(t, w)
+	out, err := a.run()
+	if err != nil {
+		t.Fatalf("first run: %v\n%s", err, out)
+	}
+	if r := parseRecap(t, out); r["node"].changed == 0 || r["mgmt"].changed == 0 {
+		t.Errorf("first run changed nothing: %+v\n%s", r, out)
+	}
+	w.CheckNode()
+	w.Known(true)
+	took := w.PushAndCheck()
+	t.Logf("upload and the cron job's install: %s", took.Round(time.Millisecond))
+	out, err = a.run()
+	if err != nil {
+		t.Fatalf("second run: %v\n%s", err, out)
+	}
+	for h, r := range parseRecap(t, out) {
+		if r.changed != 0 {
+			t.Errorf("second run: %s changed=%d, want 0\n%s", h, r.changed, out)
+		}
+	}
+	t.Logf("total %s (%d playbook runs: %s)", time.Since(start).Round(time.Millisecond), len(a.took), a.summary())
+}
+
 type playbook struct {
 	t    *testing.T
 	dir  string
@@ -134,6 +165,7 @@ func newPlaybook(t *testing.T, w *nodetest.World) *playbook {
 	}}}
 	nodeVars := map[string]any{
 		"certnode_install_method":      "binary",
+		"certnode_mode":                w.Mode,
 		"certnode_binary_src":          w.Bins.Certnode,
 		"certnode_bin":                 w.Bin,
 		"certnode_forced_command":      w.ForcedCommand,
