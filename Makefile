@@ -11,6 +11,9 @@ BINDIR  := $(PREFIX)/bin
 LIBDIR  := $(PREFIX)/lib
 SHAREDIR := $(PREFIX)/share
 UNITDIR ?= $(LIBDIR)/systemd/system
+# certpush init prints the node paths of this PREFIX.
+LDFLAGS += -X github.com/certpush/certpush/hooks.binDir=$(BINDIR) \
+	-X github.com/certpush/certpush/hooks.forcedCommand=$(LIBDIR)/certpush/certnode-forced-command
 
 # make deb: packages for each of DEB_ARCH into DIST (see docs/packages.md).
 DEB_VERSION ?= $(shell packaging/version.sh)

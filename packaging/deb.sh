@@ -46,10 +46,12 @@ for p in certpush certnode; do
 done
 
 
+# certpush init prints the packaged node paths.
+hookpaths="-X github.com/certpush/certpush/hooks.binDir=/usr/bin -X github.com/certpush/certpush/hooks.forcedCommand=/usr/share/certnode/certnode-forced-command"
 for arch in $ARCHES; do
 	mkdir -p "$STAGE/$arch"
 	CGO_ENABLED=0 GOOS=linux GOARCH=$arch "$GO" build -trimpath \
-		-ldflags "-s -w -X main.version=$VERSION" -o "$STAGE/$arch/" ./cmd/certpush ./cmd/certnode
+		-ldflags "-s -w -X main.version=$VERSION $hookpaths" -o "$STAGE/$arch/" ./cmd/certpush ./cmd/certnode
 	for p in certpush certnode; do
 		ARCH=$arch "$GO" tool -modfile=tools/go.mod nfpm package --config "packaging/$p.yaml" --packager deb \
 			--target "$DIST/${p}_${VERSION}_$arch.deb" >/dev/null

@@ -7,7 +7,9 @@
 # page; lintian and systemd-analyze (Debian systemd) for the package test
 # (test/pkg); haproxy (runtime-API hot swap), socat (the haproxy-runtime
 # exec target), jq and openssl (the cloud exec targets and the test exec
-# targets) and shellcheck (hooks/targets) for the load-balancer tests.
+# targets) and shellcheck (hooks/targets) for the load-balancer tests;
+# ansible-core and puppet for the node roles' tests (test/ansible,
+# test/puppet), cron for Ansible's cron module.
 # pebble v2.10.3 and its pebble-challtestsrv (profiles, ARI,
 # dns-persist-01, which Debian's pebble 2.4 lacks) are built with go
 # install into $(go env GOPATH)/bin, where internal/testacme looks first.
@@ -29,7 +31,7 @@ else
   exit 1
 fi
 
-packages=(openssh-server openssh-client nginx-light pebble certbot sudo nftables iproute2 prometheus chromium lintian systemd haproxy socat jq openssl shellcheck)
+packages=(openssh-server openssh-client nginx-light pebble certbot sudo nftables iproute2 prometheus chromium lintian systemd haproxy socat jq openssl shellcheck ansible-core puppet cron)
 need=()
 command -v /usr/sbin/sshd >/dev/null || need+=(openssh-server)
 [ -x /usr/lib/openssh/sftp-server ] || need+=(openssh-server)
@@ -50,6 +52,9 @@ command -v socat >/dev/null || need+=(socat)
 command -v jq >/dev/null || need+=(jq)
 command -v openssl >/dev/null || need+=(openssl)
 command -v shellcheck >/dev/null || need+=(shellcheck)
+command -v ansible-playbook >/dev/null || need+=(ansible-core)
+command -v puppet >/dev/null || need+=(puppet)
+command -v crontab >/dev/null || need+=(cron)
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi
@@ -62,7 +67,7 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
 # The packages may start system services; the tests start their own.
-for s in nginx ssh prometheus haproxy; do
+for s in nginx ssh prometheus haproxy cron puppet; do
   if command -v systemctl >/dev/null && systemctl is-active --quiet "$s" 2>/dev/null; then
     systemctl stop "$s" || true
   fi

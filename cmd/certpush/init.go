@@ -50,7 +50,7 @@ the sudoers rule. Safe to run again.`,
 			e.note("signing key %s exists: kept", keyPath)
 		}
 		e.note("\nOn every node:\n\n  /etc/certnode/certnode.yaml:\n    %s", trustedKeysLine(signer.PublicKeys()...))
-		e.note("\n  /etc/ssh/authorized_keys/certsync (root-owned, 0644; see hooks/sshd_config.certpush):\n    restrict,command=%q %s", hooks.ForcedCommand, e.pushKey(cfg))
+		e.note("\n  /etc/ssh/authorized_keys/certsync (root-owned, 0644; see hooks/sshd_config.certpush):\n    restrict,command=%q %s", hooks.ForcedCommand(), e.pushKey(cfg))
 		e.note("\n  /etc/sudoers.d/certnode (0440; check with visudo -cf):\n    %s", strings.ReplaceAll(hooks.SudoersRule(), "\n", "\n    "))
 		e.note("\nand in %s, for each such host: command: certnode", cfg.Path)
 		return nil

@@ -15,6 +15,9 @@ import (
 	"time"
 )
 
+// forcedCommand is the packaged forced command, also certsync's shell.
+const forcedCommand = "/usr/share/certnode/certnode-forced-command"
+
 // The units the packages ship.
 var units = []string{
 	"/usr/lib/systemd/system/certpush-renew.service",
@@ -47,7 +50,7 @@ func TestDebianPackages(t *testing.T) {
 			t.Fatalf("package %s is on this machine already (%s): the test would replace it", p, out)
 		}
 	}
-	for _, f := range []string{"/usr/bin/certpush", "/usr/bin/certnode", "/certsync"} {
+	for _, f := range []string{"/usr/bin/certpush", "/usr/bin/certnode", "/certsync", "/etc/certnode"} {
 		if _, err := os.Lstat(f); err == nil {
 			t.Fatalf("%s exists already: the test would replace it", f)
 		}
@@ -87,6 +90,8 @@ func TestDebianPackages(t *testing.T) {
 	t.Cleanup(func() { purgeAll(t) })
 	run(t, "dpkg", "-i", push1, node1)
 	checkInstalled(t, root, v1)
+	checkAccountOverSSH(t)
+	checkInitPaths(t)
 
 	// The admin edits the node's config and gives the account a shell
 	// (install: now); an upgrade keeps both.
@@ -118,6 +123,13 @@ func TestDebianPackages(t *testing.T) {
 	}
 	checkMode(t, "/var/lib/certpush", fs.ModeDir|0o700, 0, 0)
 	checkMode(t, "/certsync/live", fs.ModeDir|0o755, atoi(t, u.Uid), atoi(t, u.Gid))
+	// An account an earlier package made with nologin (which broke
+	// install: now) gets the forced command as its shell.
+	run(t, "usermod", "--shell", "/usr/sbin/nologin", "certsync")
+	run(t, "dpkg", "-i", node2)
+	if sh := passwdField(t, 6); sh != forcedCommand {
+		t.Errorf("reinstalling left the nologin account with shell %s, want %s", sh, forcedCommand)
+	}
 
 	// Remove: programs go, conffiles and the account stay.
 	run(t, "dpkg", "-r", "certpush", "certnode")
@@ -249,7 +261,7 @@ func checkInstalled(t *testing.T, root, version string) {
 		t.Errorf("certbot hook without RENEWED_LINEAGE: %v: %s", err, out)
 	}
 
-	// The account: system, no login shell, a home it cannot write, and
+	// The account: system, the forced command as its shell, a home it cannot write, and
 	// nothing but incoming is its.
 	u := lookup(t)
 	if atoi(t, u.Uid) >= 1000 {
@@ -258,7 +270,7 @@ func checkInstalled(t *testing.T, root, version string) {
 	if u.HomeDir != "/certsync" {
 		t.Errorf("certsync's home is %s", u.HomeDir)
 	}
-	if sh := passwdField(t, 6); sh != "/usr/sbin/nologin" {
+	if sh := passwdField(t, 6); sh != forcedCommand {
 		t.Errorf("certsync's shell is %s", sh)
 	}
 	if pw := shadowPassword(t); pw != "!" && pw != "*" && pw != "!*" {
@@ -300,7 +312,8 @@ func checkPurged(t *testing.T) {
 	}
 	for _, f := range []string{"/certsync", "/etc/certpush", "/etc/certnode", "/var/lib/certpush", "/usr/share/certnode", "/usr/share/certpush"} {
 		if _, err := os.Lstat(f); err == nil {
-			t.Errorf("dpkg -P left %s", f)
+			out, _ := exec.Command("find", f, "-ls").CombinedOutput()
+			t.Errorf("dpkg -P left %s:\n%s", f, out)
 		}
 	}
 }
