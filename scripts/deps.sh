@@ -25,6 +25,13 @@ command -v promtool >/dev/null || need+=(prometheus)
 command -v chromium >/dev/null || need+=(chromium)
 command -v lintian >/dev/null || need+=(lintian)
 command -v systemd-analyze >/dev/null || need+=(systemd)
+# versitygw (S3-compatible server for the pull-mode tests): built once with
+# go install into $(go env GOPATH)/bin (about 3 minutes cold), then cached.
+# No root needed.
+if command -v go >/dev/null && ! command -v versitygw >/dev/null && [ ! -x "$(go env GOPATH)/bin/versitygw" ]; then
+  echo "deps: go install github.com/versity/versitygw/cmd/versitygw@v1.8.0" >&2
+  go install github.com/versity/versitygw/cmd/versitygw@v1.8.0
+fi
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi
