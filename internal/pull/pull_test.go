@@ -1,0 +1,117 @@
+package pull
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/certpush/certpush/internal/bundle"
+	"github.com/certpush/certpush/internal/install"
+	"github.com/certpush/certpush/internal/store"
+)
+
+func TestPublishAndPull(t *testing.T) {
+	backends(t, func(t *testing.T, w *world) {
+		ctx := context.Background()
+		b1 := w.issue(time.Now().Add(-2 * time.Hour))
+		if r := w.publish(b1); r.Result != Published {
+			t.Fatalf("first publish: %s", r.Result)
+		}
+		if r := w.publish(b1); r.Result != Unchanged {
+			t.Fatalf("publish again: %s, want unchanged", r.Result)
+		}
+		o, err := w.st.Get(ctx, store.CurrentKey(name), "", store.MaxObject)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ptr, err := store.ParsePointer(o.Data, name, w.trusted(t))
+		if err != nil || ptr.ID != b1.Manifest.ID {
+			t.Fatalf("current: %v %+v", err, ptr)
+		}
+
+		// One node decrypts with its age identity, one with its SSH host key.
+		for _, p := range []*Puller{w.node(w.nodeIdentity), w.node(w.sshIdentity)} {
+			if r := pullOne(t, p); r.Result.Result != install.Installed || r.Err != nil {
+				t.Fatalf("pull into an empty root: %s %v", r.Result.Result, r.Err)
+			}
+			if got := live(t, p); got != b1.Manifest.ID {
+				t.Fatalf("live %s, want %s", got, b1.Manifest.ID)
+			}
+			if r := pullOne(t, p); !r.NotModified || r.Result.Result != install.Unchanged {
+				t.Fatalf("second pull: %+v, want not modified", r)
+			}
+		}
+
+		p := w.node(w.nodeIdentity)
+		pullOne(t, p)
+		b2 := w.issue(time.Now().Add(-time.Hour))
+		if r := w.publish(b2); r.Result != Published {
+			t.Fatalf("publish v2: %s", r.Result)
+		}
+		if r := pullOne(t, p); r.Result.Result != install.Installed || r.Previous != b1.Manifest.ID {
+			t.Fatalf("pull v2: %+v", r)
+		}
+		if live(t, p) != b2.Manifest.ID {
+			t.Fatal("node did not switch to v2")
+		}
+		reps, err := Reports(ctx, w.st, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(reps) != 3 {
+			t.Fatalf("%d node reports, want 3", len(reps))
+		}
+
+		// An older bundle never moves current back.
+		if _, err := w.publisher().Publish(ctx, b1, PublishOptions{}); !errors.Is(err, ErrStoreNewer) {
+			t.Fatalf("publish an older bundle: %v, want ErrStoreNewer", err)
+		}
+		// New recipients: the same bundle gets a new key object.
+		w.recipients = w.recipients[:1]
+		r := w.publish(b2)
+		if r.Result != Published || r.Key == store.KeyObject(store.RecipientsID(w.recipients[:0])) {
+			t.Fatalf("publish to new recipients: %+v", r)
+		}
+		if r := pullOne(t, p); r.Result.Result != install.Unchanged || r.NotModified {
+			t.Fatalf("pull after re-encryption: %+v", r)
+		}
+		// A fenced publish on a stale view moves nothing.
+		if _, err := w.publisher().Publish(ctx, w.issue(time.Now().Add(-time.Minute)), PublishOptions{Fence: FenceNone}); !errors.Is(err, ErrCurrentMoved) {
+			t.Fatalf("fenced publish: %v, want ErrCurrentMoved", err)
+		}
+		assertNoClearKey(t, w.st)
+	})
+}
+
+// assertNoClearKey reads every object of the store and fails on any
+// private key in clear.
+func assertNoClearKey(t *testing.T, st store.Store) {
+	t.Helper()
+	ctx := context.Background()
+	keys, err := st.List(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(keys) < 6 {
+		t.Fatalf("only %d objects in the store: %q", len(keys), keys)
+	}
+	for _, k := range keys {
+		o, err := st.Get(ctx, k, "", 1<<20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if bytes.Contains(o.Data, []byte("PRIVATE KEY")) {
+			t.Fatalf("object %s holds a private key in clear", k)
+		}
+	}
+}
+
+func (w *world) trusted(t *testing.T) []ed25519PublicKey {
+	k, err := bundle.ParsePublicKey(w.signer.PublicKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return []ed25519PublicKey{k}
+}
