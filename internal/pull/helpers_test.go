@@ -169,3 +169,5 @@ func live(t *testing.T, p *Puller) string {
 }
 
 type ed25519PublicKey = ed25519.PublicKey
+
+func startServer(t *testing.T) *teststore.Server { return teststore.Start(t) }
