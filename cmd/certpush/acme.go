@@ -303,7 +303,7 @@ func (e *env) obtainWith(ctx context.Context, client *acme.Client, cfg *inventor
 		}
 		return fmt.Errorf("%s: obtain: %w", cert.Name, err)
 	}
-	_, err = e.addBundle(cfg, cert, got.Cert, got.Chain, got.Key, bundle.SourceACME, false)
+	_, err = e.addBundle(ctx, cfg, cert, got.Cert, got.Chain, got.Key, bundle.SourceACME, false)
 	return err
 }
 

@@ -53,6 +53,7 @@ Exit status: 0 done (or nothing to do), 1 some hosts or certificates failed,
 		Commands: []*cli.Command{
 			e.initCommand(),
 			e.pushCommand(),
+			e.publishCommand(),
 			e.importCommand(),
 			e.hookCommand(),
 			e.obtainCommand(),

@@ -171,3 +171,7 @@ func live(t *testing.T, p *Puller) string {
 type ed25519PublicKey = ed25519.PublicKey
 
 func startServer(t *testing.T) *teststore.Server { return teststore.Start(t) }
+
+func nil2file(t *testing.T) *store.Config {
+	return &store.Config{URL: "file://" + filepath.Join(t.TempDir(), "store")}
+}
