@@ -134,7 +134,9 @@ Safe to run every few minutes to every few hours.`,
 
 func (e *env) renewCommand() *cli.Command {
 	var pf pushFlags
-	return e.pushing(&cli.Command{
+	var lease *bool
+	var leaseTTL *time.Duration
+	c := e.pushing(&cli.Command{
 		Name:  "renew",
 		Args:  "[NAME...]",
 		Short: "renew what is due (threshold or ARI), bundle and push",
@@ -169,8 +171,14 @@ Safe to run from cron or a systemd timer every few hours.`,
 				certs = append(certs, c)
 			}
 		}
+		if *lease {
+			return e.renewLeased(ctx, cfg, certs, *leaseTTL)
+		}
 		return e.renewAndPush(ctx, cfg, certs, pf)
 	})
+	lease = c.Flags.Bool("lease", false, "pull mode: renew only if this run wins the certificate's lease in the store, then publish")
+	leaseTTL = c.Flags.Duration("lease-ttl", 10*time.Minute, "how long the lease lasts without a refresh")
+	return c
 }
 
 // renewOne obtains a new certificate for cert when it is due.

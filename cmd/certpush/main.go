@@ -40,6 +40,7 @@ type env struct {
 	configPath     string
 	getenv         func(string) string
 	progressShown  bool
+	fences         map[string]string // renew --lease: publish fenced on current's ETag
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {

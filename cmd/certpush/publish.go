@@ -101,7 +101,7 @@ func (e *env) autoPublish(ctx context.Context, cfg *inventory.Config, name strin
 	if cfg.Store == nil {
 		return nil
 	}
-	_, err := e.publish(ctx, cfg, name, pull.PublishOptions{})
+	_, err := e.publish(ctx, cfg, name, pull.PublishOptions{Fence: e.fences[name]})
 	if errors.Is(err, bundle.ErrNoBundle) {
 		return nil
 	}
