@@ -101,15 +101,19 @@ func (p *Puller) Pull(ctx context.Context, names []string) ([]Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	installed := map[string]string{}
+	installed := map[string]install.Status{}
 	for _, s := range st {
 		if !s.Placeholder {
-			installed[s.Cert] = s.ID
+			installed[s.Cert] = s
 		}
 	}
 	var out []Result
 	for _, name := range names {
-		r := p.pullOne(ctx, name, installed[name])
+		cur := installed[name]
+		r := p.pullOne(ctx, name, cur.ID)
+		if r.Result.Result == install.Unchanged && r.ID == cur.ID {
+			r.Fingerprint, r.NotAfter = cur.Fingerprint, cur.NotAfter
+		}
 		if r.Err != nil {
 			r.Error = r.Err.Error()
 		}
