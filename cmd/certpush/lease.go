@@ -170,7 +170,7 @@ func importAccount(ctx context.Context, st store.Store, cfg *inventory.Config) e
 	}
 	base := filepath.Join(cfg.StateDir, "acme")
 	for rel, data := range a.Files {
-		p := filepath.Join(base, filepath.Clean("/" + rel))
+		p := filepath.Join(base, filepath.Clean("/"+rel))
 		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
 			return err
 		}
