@@ -18,8 +18,9 @@ type Config struct {
 	// encrypted to: age X25519 (age1...) and SSH ed25519 / RSA public
 	// keys, one a string.
 	Recipients []string
-	// Identity (certnode) is the file holding the node's age identity or
-	// SSH private key (e.g. /etc/ssh/ssh_host_ed25519_key).
+	// Identity is the file holding the age identity or SSH private key
+	// that decrypts: a node's keys (certnode), the shared ACME account
+	// (certpush renew --lease); e.g. /etc/ssh/ssh_host_ed25519_key.
 	Identity string
 	// NodeID (certnode) names the node's report object; "" for the host
 	// name.
@@ -28,7 +29,7 @@ type Config struct {
 
 // Keys accepted in the store section by each program.
 var (
-	PublisherKeys = []string{"url", "endpoint", "region", "path_style", "recipients"}
+	PublisherKeys = []string{"url", "endpoint", "region", "path_style", "recipients", "identity"}
 	NodeKeys      = []string{"url", "endpoint", "region", "path_style", "identity", "node_id"}
 )
 
