@@ -26,6 +26,7 @@ decrypt its key with the node's identity and install it as a push would
 the store could not be reached; what is installed keeps being served.`,
 	}
 	wait := c.Flags.Duration("wait", 0, "at boot: retry with backoff for up to `duration` until every certificate is installed")
+	boot := c.Flags.Bool("boot", false, "at boot, before the service starts: config test only, no reload and no TLS check")
 	asJSON := c.Flags.Bool("json", false, `print {"results":[...]} on stdout`)
 	metricsFile := c.Flags.String("metrics-file", "", "write Prometheus metrics to `file` (node_exporter textfile collector)")
 	c.Run = func(ctx context.Context, names []string) error {
@@ -52,7 +53,7 @@ the store could not be reached; what is installed keeps being served.`,
 			nodeID, _ = os.Hostname()
 		}
 		in := e.installer(cfg)
-		p := &pull.Puller{Store: st, Installer: in, Identities: ids, NodeID: nodeID, Logger: e.log}
+		p := &pull.Puller{Store: st, Installer: in, Identities: ids, NodeID: nodeID, Boot: *boot, Logger: e.log}
 		results, err := e.pullUntil(ctx, p, names, *wait)
 		if err != nil {
 			return err

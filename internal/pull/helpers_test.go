@@ -125,16 +125,19 @@ func (w *world) publish(b *bundle.Bundle) PublishResult {
 
 // node is a certnode with an empty root that pulls from the world's
 // store with identity.
-func (w *world) node(identity string) *Puller {
+func (w *world) node(identity string) *Puller { return w.nodeWith(identity, "") }
+
+// nodeWith is node with more YAML at the top level (a defaults: section).
+func (w *world) nodeWith(identity, extra string) *Puller {
 	w.t.Helper()
 	dir := w.t.TempDir()
 	yaml := fmt.Sprintf(`root: %s/etc
 incoming: %s/incoming
 trusted_keys: [%q]
 roots: %s
-certs:
+%scerts:
   %s: {}
-`, dir, dir, w.signer.PublicKey(), w.roots, name)
+`, dir, dir, w.signer.PublicKey(), w.roots, extra, name)
 	cfg, err := install.ParseConfig(filepath.Join(dir, "certnode.yaml"), []byte(yaml))
 	if err != nil {
 		w.t.Fatal(err)

@@ -34,8 +34,12 @@ type Puller struct {
 	Installer  *install.Installer
 	Identities []age.Identity
 	NodeID     string
-	Logger     *slog.Logger
-	Now        func() time.Time
+	// Boot is for a pull at boot, before the service starts: the config
+	// test runs, but no reload and no TLS check (nothing serves yet; the
+	// service's start loads what was installed).
+	Boot   bool
+	Logger *slog.Logger
+	Now    func() time.Time
 }
 
 // Result is one certificate's outcome. NotModified says that the store
@@ -174,6 +178,14 @@ func (p *Puller) pullOne(ctx context.Context, name, installedID string) Result {
 	in := *p.Installer
 	c := *in.Config
 	c.Incoming = stage
+	if p.Boot {
+		c.Certs = map[string]*install.Cert{}
+		for n, cc := range in.Config.Certs {
+			cp := *cc
+			cp.Reload, cp.Verify = nil, nil
+			c.Certs[n] = &cp
+		}
+	}
 	in.Config = &c
 	results, err := in.Install(ctx, []string{name}, install.Options{ID: ptr.ID})
 	if err != nil {

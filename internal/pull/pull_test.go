@@ -115,3 +115,30 @@ func (w *world) trusted(t *testing.T) []ed25519PublicKey {
 	}
 	return []ed25519PublicKey{k}
 }
+
+// TestBoot: before the service runs, a normal pull's reload and TLS check
+// fail and roll back; a boot pull runs the config test only.
+func TestBoot(t *testing.T) {
+	w := newWorld(t, nil2file(t))
+	b := w.issue(time.Now().Add(-time.Hour))
+	w.publish(b)
+	down := "defaults:\n  test: [/bin/true]\n  reload: [/bin/false]\n  verify: [\"127.0.0.1:1\"]\n  verify_timeout: 1s\n"
+	p := w.nodeWith(w.nodeIdentity, down)
+	if r := pullOne(t, p); r.OK() || live(t, p) == b.Manifest.ID {
+		t.Fatalf("pull with the service down: %s, live %q: want a failure and nothing live", r.Result.Result, live(t, p))
+	}
+	p = w.nodeWith(w.nodeIdentity, down)
+	p.Boot = true
+	if r := pullOne(t, p); r.Result.Result != install.Installed {
+		t.Fatalf("boot pull: %s %v, want installed", r.Result.Result, r.Err)
+	}
+	if live(t, p) != b.Manifest.ID {
+		t.Fatal("boot pull did not install")
+	}
+	// A failing config test still refuses at boot.
+	p = w.nodeWith(w.nodeIdentity, "defaults:\n  test: [/bin/false]\n")
+	p.Boot = true
+	if r := pullOne(t, p); r.OK() {
+		t.Fatalf("boot pull with a failing config test: %s", r.Result.Result)
+	}
+}
