@@ -27,7 +27,7 @@ const name = "example.com"
 // world is a management side (CA, signing key, bundle store), a store
 // and the age recipients of the nodes.
 type world struct {
-	t          *testing.T
+	t          testing.TB
 	ca         *devca.CA
 	signer     *bundle.Signer
 	bundles    *bundle.Store
@@ -50,7 +50,7 @@ func backends(t *testing.T, f func(t *testing.T, w *world)) {
 	})
 }
 
-func newWorld(t *testing.T, sc *store.Config) *world {
+func newWorld(t testing.TB, sc *store.Config) *world {
 	t.Helper()
 	ca, err := devca.New("pull test")
 	if err != nil {
@@ -149,7 +149,7 @@ roots: %s
 	return &Puller{Store: w.st, Installer: &install.Installer{Config: cfg, Logger: testlog.Logger(w.t)}, Identities: ids, NodeID: "node-" + filepath.Base(dir), Logger: testlog.Logger(w.t)}
 }
 
-func pullOne(t *testing.T, p *Puller) Result {
+func pullOne(t testing.TB, p *Puller) Result {
 	t.Helper()
 	rs, err := p.Pull(context.Background(), nil)
 	if err != nil {
@@ -162,7 +162,7 @@ func pullOne(t *testing.T, p *Puller) Result {
 }
 
 // live is the id installed on the node.
-func live(t *testing.T, p *Puller) string {
+func live(t testing.TB, p *Puller) string {
 	t.Helper()
 	target, err := os.Readlink(filepath.Join(p.Installer.Config.Root, "live", name))
 	if err != nil {
@@ -173,8 +173,8 @@ func live(t *testing.T, p *Puller) string {
 
 type ed25519PublicKey = ed25519.PublicKey
 
-func startServer(t *testing.T) *teststore.Server { return teststore.Start(t) }
+func startServer(t testing.TB) *teststore.Server { return teststore.Start(t) }
 
-func nil2file(t *testing.T) *store.Config {
+func nil2file(t testing.TB) *store.Config {
 	return &store.Config{URL: "file://" + filepath.Join(t.TempDir(), "store")}
 }

@@ -53,7 +53,7 @@ func Binary() string {
 // AWS_* environment variables for the test, so the standard credential
 // chain finds the server's keys. A missing versitygw skips the test, or
 // fails it under CI=true.
-func Start(t *testing.T) *Server {
+func Start(t testing.TB) *Server {
 	t.Helper()
 	bin := Binary()
 	testfleet.Require(t, bin)
@@ -80,6 +80,8 @@ func Start(t *testing.T) *Server {
 	t.Setenv("AWS_CONFIG_FILE", filepath.Join(dir, "no-aws-config"))
 	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(dir, "no-aws-credentials"))
 	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	// The server is plain HTTP on loopback: no CA bundle of the machine.
+	t.Setenv("AWS_CA_BUNDLE", "")
 	return s
 }
 
@@ -113,7 +115,7 @@ func (s *Server) Config(prefix string) *store.Config {
 }
 
 // Open opens the store for prefix.
-func (s *Server) Open(t *testing.T, prefix string) store.Store {
+func (s *Server) Open(t testing.TB, prefix string) store.Store {
 	t.Helper()
 	st, err := store.Open(context.Background(), s.Config(prefix))
 	if err != nil {
