@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"sync"
 	"testing"
 	"time"
 
@@ -141,4 +142,45 @@ func TestBoot(t *testing.T) {
 	if r := pullOne(t, p); r.OK() {
 		t.Fatalf("boot pull with a failing config test: %s", r.Result.Result)
 	}
+}
+
+// counting counts the calls to a real store.
+type counting struct {
+	store.Store
+	mu    sync.Mutex
+	calls []string
+}
+
+func (c *counting) note(op, key string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.calls = append(c.calls, op+" "+key)
+}
+
+func (c *counting) Get(ctx context.Context, key, inm string, limit int64) (*store.Object, error) {
+	c.note("get", key)
+	return c.Store.Get(ctx, key, inm, limit)
+}
+
+func (c *counting) Put(ctx context.Context, key string, data []byte) (string, error) {
+	c.note("put", key)
+	return c.Store.Put(ctx, key, data)
+}
+
+// TestOneRequestWhenUnchanged: a pull with nothing new makes exactly one
+// request, the conditional GET of current.
+func TestOneRequestWhenUnchanged(t *testing.T) {
+	backends(t, func(t *testing.T, w *world) {
+		w.publish(w.issue(time.Now().Add(-time.Hour)))
+		p := w.node(w.nodeIdentity)
+		pullOne(t, p)
+		c := &counting{Store: w.st}
+		p.Store = c
+		if r := pullOne(t, p); !r.NotModified {
+			t.Fatalf("second pull: %+v", r)
+		}
+		if len(c.calls) != 1 || c.calls[0] != "get "+store.CurrentKey(name) {
+			t.Fatalf("requests: %q, want one get of current", c.calls)
+		}
+	})
 }
