@@ -117,6 +117,9 @@ func TestPullMode(t *testing.T) {
 		}
 	}
 	w.wantServed(fp1, fp1)
+	if code, stdout, _ := w.certpush("publish"); code != 0 || !strings.Contains(stdout, "unchanged") {
+		t.Fatalf("publish of what is current: exit %d %q, want unchanged", code, stdout)
+	}
 	if code, stdout, _ := w.certnode(0, "pull"); code != 0 || !strings.Contains(stdout, "unchanged") {
 		t.Fatalf("pull with nothing new: exit %d %q", code, stdout)
 	}
