@@ -81,9 +81,20 @@ func (e *env) renewAndPush(ctx context.Context, cfg *inventory.Config, certs []*
 				failed = append(failed, err)
 			}
 		}
+		// Publish whatever is current (an earlier publish may have
+		// failed); a bundle that is current in the store already costs
+		// one read.
+		if err := e.autoPublish(ctx, cfg, cert.Name); err != nil {
+			fmt.Fprintf(e.stderr, "certpush: %v\n", err)
+			failed = append(failed, err)
+		}
 		// Push whatever is current, renewed or not: hosts that missed
 		// an earlier push catch up.
 		if _, err := e.store(cfg).Current(cert.Name); errors.Is(err, bundle.ErrNoBundle) {
+			continue
+		}
+		// A certificate with no hosts is pull mode only.
+		if hosts, _ := cfg.HostsFor(cert.Name); len(hosts) == 0 && cfg.Store != nil {
 			continue
 		}
 		rep, err := e.pushCert(ctx, cfg, cert.Name, pf)
