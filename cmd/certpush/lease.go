@@ -34,11 +34,14 @@ func (e *env) renewLeased(ctx context.Context, cfg *inventory.Config, certs []*i
 	if err != nil {
 		return cli.Usage(err)
 	}
-	if err := pull.ProbeConditional(ctx, st); err != nil {
+	host, _ := os.Hostname()
+	if host == "" {
+		host = "unknown"
+	}
+	if err := pull.ProbeConditional(ctx, st, host); err != nil {
 		return fmt.Errorf("renew --lease refused: %w", err)
 	}
-	holder, _ := os.Hostname()
-	holder = fmt.Sprintf("%s/%d", holder, os.Getpid())
+	holder := fmt.Sprintf("%s/%d", host, os.Getpid())
 	var failed []error
 	for _, cert := range certs {
 		if err := e.renewUnderLease(ctx, cfg, st, cert, holder, ttl); err != nil {

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -196,22 +197,25 @@ func (l *Lease) Release(ctx context.Context) error {
 	return err
 }
 
-// ProbeConditional checks that st refuses a second create-only write of
-// one key (some S3-compatible servers ignore If-None-Match): without
-// that, leases and fenced publishing cannot work.
-func ProbeConditional(ctx context.Context, st store.Store) error {
-	var b [8]byte
-	rand.Read(b[:])
-	key := ".probe/" + hex.EncodeToString(b[:])
-	if _, err := st.Create(ctx, key, []byte("1")); err != nil {
+// ProbeConditional checks that st refuses a create-only write of a key
+// that exists (some S3-compatible servers ignore If-None-Match): without
+// that, leases and fenced publishing cannot work. It writes
+// .probe/<who> (then tries to create it again), so repeated probes
+// leave one small object per candidate.
+func ProbeConditional(ctx context.Context, st store.Store, who string) error {
+	key := ".probe/" + who
+	if store.CheckKey(key) != nil || strings.Count(key, "/") != 1 {
+		return fmt.Errorf("probe: %q is not a valid name", who)
+	}
+	if _, err := st.Put(ctx, key, []byte("probe")); err != nil {
 		return fmt.Errorf("probe %s: %w", st, err)
 	}
-	_, err := st.Create(ctx, key, []byte("2"))
+	_, err := st.Create(ctx, key, []byte("must be refused"))
 	if errors.Is(err, store.ErrPrecondition) {
 		return nil
 	}
 	if err != nil {
 		return fmt.Errorf("probe %s: %w", st, err)
 	}
-	return fmt.Errorf("%w: %s accepted a second create-only write of %s: use a store that does (AWS S3, MinIO, versitygw) for renew --lease", ErrNoConditionalWrites, st, key)
+	return fmt.Errorf("%w: %s accepted a create-only write of %s, which exists: use a store that refuses it (AWS S3, MinIO, versitygw) for renew --lease", ErrNoConditionalWrites, st, key)
 }

@@ -7,12 +7,14 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/certpush/certpush/internal/store"
 )
 
 func TestLease(t *testing.T) {
 	backends(t, func(t *testing.T, w *world) {
 		ctx := context.Background()
-		if err := ProbeConditional(ctx, w.st); err != nil {
+		if err := ProbeConditional(ctx, w.st, "test-host"); err != nil {
 			t.Fatal(err)
 		}
 		b1 := w.issue(time.Now().Add(-2 * time.Hour))
@@ -107,5 +109,21 @@ func TestLeaseLost(t *testing.T) {
 	}
 	if err := a.Release(ctx); !errors.Is(err, ErrLeaseLost) {
 		t.Fatalf("release of a lost lease: %v", err)
+	}
+}
+
+// ignoring is a store that ignores If-None-Match, as some S3-compatible
+// servers do: its Create overwrites.
+type ignoring struct{ store.Store }
+
+func (s ignoring) Create(ctx context.Context, key string, data []byte) (string, error) {
+	return s.Put(ctx, key, data)
+}
+
+func TestProbeRefusesAStoreThatIgnoresConditions(t *testing.T) {
+	w := newWorld(t, nil2file(t))
+	err := ProbeConditional(context.Background(), ignoring{w.st}, "test-host")
+	if !errors.Is(err, ErrNoConditionalWrites) {
+		t.Fatalf("probe: %v, want ErrNoConditionalWrites", err)
 	}
 }
