@@ -167,6 +167,21 @@ func (c *counting) Put(ctx context.Context, key string, data []byte) (string, er
 	return c.Store.Put(ctx, key, data)
 }
 
+func (c *counting) Create(ctx context.Context, key string, data []byte) (string, error) {
+	c.note("create", key)
+	return c.Store.Create(ctx, key, data)
+}
+
+func (c *counting) Replace(ctx context.Context, key string, data []byte, etag string) (string, error) {
+	c.note("replace", key)
+	return c.Store.Replace(ctx, key, data, etag)
+}
+
+func (c *counting) List(ctx context.Context, prefix string) ([]string, error) {
+	c.note("list", prefix)
+	return c.Store.List(ctx, prefix)
+}
+
 // TestOneRequestWhenUnchanged: a pull with nothing new makes exactly one
 // request, the conditional GET of current.
 func TestOneRequestWhenUnchanged(t *testing.T) {
