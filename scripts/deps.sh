@@ -55,6 +55,13 @@ command -v shellcheck >/dev/null || need+=(shellcheck)
 command -v ansible-playbook >/dev/null || need+=(ansible-core)
 command -v puppet >/dev/null || need+=(puppet)
 command -v crontab >/dev/null || need+=(cron)
+# versitygw (S3-compatible server for the pull-mode tests): built once with
+# go install into $(go env GOPATH)/bin (about 3 minutes cold), then cached.
+# No root needed.
+if command -v go >/dev/null && ! command -v versitygw >/dev/null && [ ! -x "$(go env GOPATH)/bin/versitygw" ]; then
+  echo "deps: go install github.com/versity/versitygw/cmd/versitygw@v1.8.0" >&2
+  go install github.com/versity/versitygw/cmd/versitygw@v1.8.0
+fi
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi

@@ -50,6 +50,7 @@ Exit status: 0 done (or nothing to do), 1 some certificates failed,
 2 bad usage or configuration.`,
 		Commands: []*cli.Command{
 			e.installCommand(),
+			e.pullCommand(),
 			e.bootstrapCommand(),
 			e.statusCommand(),
 			e.checkCommand(),

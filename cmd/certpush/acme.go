@@ -97,9 +97,20 @@ func (e *env) renewAndPush(ctx context.Context, cfg *inventory.Config, certs []*
 				failed = append(failed, err)
 			}
 		}
+		// Publish whatever is current (an earlier publish may have
+		// failed); a bundle that is current in the store already costs
+		// one read.
+		if err := e.autoPublish(ctx, cfg, cert.Name); err != nil {
+			fmt.Fprintf(e.stderr, "certpush: %v\n", err)
+			failed = append(failed, err)
+		}
 		// Push whatever is current, renewed or not: hosts that missed
 		// an earlier push catch up.
 		if _, err := e.store(cfg).Current(cert.Name); errors.Is(err, bundle.ErrNoBundle) {
+			continue
+		}
+		// A certificate with no hosts is pull mode only.
+		if hosts, _ := cfg.HostsFor(cert.Name); len(hosts) == 0 && cfg.Store != nil {
 			continue
 		}
 		rep, err := e.pushCert(ctx, cfg, cert.Name, pf)
@@ -153,7 +164,9 @@ Safe to run every few minutes to every few hours.`,
 
 func (e *env) renewCommand() *cli.Command {
 	var pf pushFlags
-	return e.pushing(&cli.Command{
+	var lease *bool
+	var leaseTTL *time.Duration
+	c := e.pushing(&cli.Command{
 		Name:  "renew",
 		Args:  "[NAME...]",
 		Short: "renew what is due (threshold or ARI), bundle and push",
@@ -193,8 +206,14 @@ for each lifetime.`,
 				certs = append(certs, c)
 			}
 		}
+		if *lease {
+			return e.renewLeased(ctx, cfg, certs, *leaseTTL)
+		}
 		return e.renewAndPush(ctx, cfg, certs, pf)
 	})
+	lease = c.Flags.Bool("lease", false, "pull mode: renew only if this run wins the certificate's lease in the store, then publish")
+	leaseTTL = c.Flags.Duration("lease-ttl", 10*time.Minute, "how long the lease lasts without a refresh")
+	return c
 }
 
 // renewOne obtains a new certificate for cert when it is due, and returns
@@ -406,7 +425,7 @@ func (e *env) obtainWith(ctx context.Context, client *acme.Client, cfg *inventor
 	if err := e.checkObtainedKey(cfg, cert.Name, got); err != nil {
 		return fmt.Errorf("%s: %w; nothing was stored", cert.Name, err)
 	}
-	_, err = e.addBundle(cfg, cert, got.Cert, got.Chain, got.Key, bundle.SourceACME, false)
+	_, err = e.addBundle(ctx, cfg, cert, got.Cert, got.Chain, got.Key, bundle.SourceACME, false)
 	return err
 }
 

@@ -64,7 +64,7 @@ func (e *env) importCommand() *cli.Command {
 		if err != nil {
 			return cli.Usage(err)
 		}
-		if _, err := e.addBundle(cfg, cert, certPEM, chainPEM, keyPEM, bundle.SourceImport, *force); err != nil {
+		if _, err := e.addBundle(ctx, cfg, cert, certPEM, chainPEM, keyPEM, bundle.SourceImport, *force); err != nil {
 			return err
 		}
 		if !*doPush {
@@ -91,7 +91,7 @@ func readSmall(path string) ([]byte, error) {
 // addBundle validates the PEM material (it must cover the certificate's
 // domains and extraDomains, and not be older than the current bundle
 // unless allowOlder) and makes it the current bundle of cert.
-func (e *env) addBundle(cfg *inventory.Config, cert *inventory.Cert, certPEM, chainPEM, keyPEM []byte, source string, allowOlder bool, extraDomains ...string) (*bundle.Bundle, error) {
+func (e *env) addBundle(ctx context.Context, cfg *inventory.Config, cert *inventory.Cert, certPEM, chainPEM, keyPEM []byte, source string, allowOlder bool, extraDomains ...string) (_ *bundle.Bundle, err error) {
 	mat, err := bundle.ParseMaterial(certPEM, chainPEM, keyPEM)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", cert.Name, &bundle.RefusedError{Err: err})
@@ -113,6 +113,11 @@ func (e *env) addBundle(cfg *inventory.Config, cert *inventory.Cert, certPEM, ch
 	}
 	m := b.Manifest
 	if created {
+		defer func() {
+			if err == nil {
+				err = e.autoPublish(ctx, cfg, cert.Name)
+			}
+		}()
 		e.note("%s: new bundle %s (%s, expires %s)", cert.Name, m.ID, strings.Join(m.Domains, ", "), m.NotAfter.Format(time.DateOnly))
 	} else {
 		e.note("%s: unchanged: bundle %s already holds this certificate", cert.Name, m.ID)
@@ -154,7 +159,7 @@ func (e *env) hookCommand() *cli.Command {
 		}
 		// The names certbot renewed must be covered too.
 		renewed := strings.Fields(e.getenv("RENEWED_DOMAINS"))
-		if _, err := e.addBundle(cfg, cert, data[0], data[1], data[2], bundle.SourceCertbot, false, renewed...); err != nil {
+		if _, err := e.addBundle(ctx, cfg, cert, data[0], data[1], data[2], bundle.SourceCertbot, false, renewed...); err != nil {
 			return err
 		}
 		err = e.pushNames(ctx, cfg, []string{name}, pf)

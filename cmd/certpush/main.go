@@ -40,7 +40,8 @@ type env struct {
 	configPath     string
 	getenv         func(string) string
 	progressShown  bool
-	newKey         bool // obtain --new-key
+	newKey         bool              // obtain --new-key
+	fences         map[string]string // renew --lease: publish fenced on current's ETag
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -54,6 +55,7 @@ Exit status: 0 done (or nothing to do), 1 some hosts or certificates failed,
 		Commands: []*cli.Command{
 			e.initCommand(),
 			e.pushCommand(),
+			e.publishCommand(),
 			e.importCommand(),
 			e.hookCommand(),
 			e.obtainCommand(),

@@ -34,7 +34,15 @@ func (e *env) statusCommand() *cli.Command {
 	timeout := c.Flags.Duration("timeout", 3*time.Second, "per endpoint")
 	metricsFile := c.Flags.String("metrics-file", "", "write Prometheus metrics to `file` (node_exporter textfile collector)")
 	htmlFile := c.Flags.String("html", "", "also write the survey as a self-contained HTML page to `file`")
+	fromStore := c.Flags.Bool("store", false, "list what every node pulling from the store reported instead (pull mode)")
 	c.Run = func(ctx context.Context, names []string) error {
+		if *fromStore {
+			cfg, err := e.loadConfig()
+			if err != nil {
+				return err
+			}
+			return e.storeStatus(ctx, cfg, names, *asJSON)
+		}
 		if _, err := verify.Format(nil, *hash); err != nil {
 			return cli.Usage(err)
 		}

@@ -15,6 +15,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/certpush/certpush/internal/bundle"
+	"github.com/certpush/certpush/internal/store"
 	"github.com/certpush/certpush/internal/yamlconf"
 )
 
@@ -51,6 +52,8 @@ type Config struct {
 	Timeout  time.Duration // per test or reload command
 	Defaults Settings
 	Certs    map[string]*Cert // the only names that are installed
+	// Store is where certnode pull reads from; nil when not configured.
+	Store *store.Config
 }
 
 // Settings are the per-certificate keys that the defaults section sets
@@ -125,7 +128,7 @@ type parser struct {
 	yamlconf.Checker
 }
 
-var topKeys = []string{"root", "incoming", "trusted_keys", "allow_unsigned", "roots", "keep", "lock", "timeout", "defaults", "certs"}
+var topKeys = []string{"root", "incoming", "trusted_keys", "allow_unsigned", "roots", "keep", "lock", "timeout", "defaults", "certs", "store"}
 
 var settingKeys = []string{"owner", "group", "key_mode", "cert_mode", "test", "reload", "verify", "verify_sni", "verify_timeout", "haproxy"}
 
@@ -188,6 +191,8 @@ func (p *parser) parse(data []byte) *Config {
 			defaultsVal = f.Val
 		case "certs":
 			certsKey, certsVal = f.Key, f.Val
+		case "store":
+			cfg.Store = store.ParseYAML(&p.Checker, f.Val, "store", store.NodeKeys)
 		default:
 			p.Unknown(f.Key, "", topKeys)
 		}

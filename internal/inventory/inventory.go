@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/certpush/certpush/internal/bundle"
+	"github.com/certpush/certpush/internal/store"
 	"github.com/certpush/certpush/internal/verify"
 	"github.com/certpush/certpush/internal/yamlconf"
 )
@@ -80,6 +81,9 @@ type Config struct {
 	Certs     map[string]*Cert
 	Hosts     map[string]*Host // resolved: defaults from SSH applied
 	CertOrder []string         // certificate names in file order
+	// Store is where publish puts the bundles (pull mode); nil when not
+	// configured.
+	Store *store.Config
 }
 
 // SSH holds the push connection settings and per-host defaults.

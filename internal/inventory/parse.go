@@ -13,6 +13,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/certpush/certpush/internal/bundle"
+	"github.com/certpush/certpush/internal/store"
 	"github.com/certpush/certpush/internal/yamlconf"
 )
 
@@ -50,7 +51,7 @@ type parser struct {
 
 // Known keys of each section, for suggestions when a key is misspelt.
 var (
-	topKeys       = []string{"state_dir", "ssh", "acme", "roots", "certs", "hosts"}
+	topKeys       = []string{"state_dir", "ssh", "acme", "roots", "certs", "hosts", "store"}
 	sshKeys       = []string{"user", "port", "identity", "known_hosts", "parallel", "timeout", "connect_timeout", "incoming", "command"}
 	acmeKeys      = []string{"directory", "email", "ca_file", "eab", "key_type", "preferred_chain", "dns_resolvers", "propagation_timeout", "disable_propagation_check", "profile"}
 	eabKeys       = []string{"kid", "hmac_key"}
@@ -101,6 +102,8 @@ func (p *parser) parse(data []byte) *Config {
 			certsKey, certsVal = f.Key, f.Val
 		case "hosts":
 			hostsVal = f.Val
+		case "store":
+			cfg.Store = store.ParseYAML(&p.Checker, f.Val, "store", store.PublisherKeys)
 		default:
 			p.Unknown(f.Key, "", topKeys)
 		}

@@ -1,0 +1,70 @@
+package bundle
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"encoding/base64"
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// Detached signatures sign other documents than manifests (pull mode's
+// current pointer) with the same keys, checked against the same
+// trusted_keys. The signed message is context followed by a newline and
+// the document, so a signature made for one kind of document never
+// verifies as another, nor as a manifest (which is JSON, not starting
+// with the context).
+
+// SignDetached signs doc for context with each of the signer's keys.
+func (s *Signer) SignDetached(context string, doc []byte) []Signature {
+	msg := detachedMessage(context, doc)
+	var sigs []Signature
+	for _, k := range s.keys {
+		sigs = append(sigs, Signature{publicKey(k), base64.StdEncoding.EncodeToString(ed25519.Sign(k, msg))})
+	}
+	return sigs
+}
+
+// VerifyDetached checks sigs over doc for context the way
+// Manifest.VerifySignature checks a manifest's: with no trusted keys
+// anything is accepted; otherwise one signature by a trusted key must
+// verify, and none by a trusted key may fail.
+func VerifyDetached(context string, doc []byte, sigs []Signature, trusted []ed25519.PublicKey) error {
+	if len(trusted) == 0 {
+		return nil
+	}
+	if len(sigs) == 0 {
+		return ErrUnsigned
+	}
+	if len(sigs) > MaxSignatures {
+		return fmt.Errorf("%w: %d signatures, more than the %d allowed", ErrBadSignature, len(sigs), MaxSignatures)
+	}
+	msg := detachedMessage(context, doc)
+	verified := false
+	var untrusted []string
+	for _, s := range sigs {
+		pub, err := base64.StdEncoding.DecodeString(s.SigningKey)
+		if err != nil || len(pub) != ed25519.PublicKeySize {
+			return fmt.Errorf("%w: malformed signing key", ErrBadSignature)
+		}
+		i := slices.IndexFunc(trusted, func(k ed25519.PublicKey) bool { return bytes.Equal(k, pub) })
+		if i < 0 {
+			untrusted = append(untrusted, s.SigningKey)
+			continue
+		}
+		sig, err := base64.StdEncoding.DecodeString(s.Signature)
+		if err != nil || !ed25519.Verify(trusted[i], msg, sig) {
+			return ErrBadSignature
+		}
+		verified = true
+	}
+	if !verified {
+		return fmt.Errorf("%w (%s)", ErrUntrustedKey, strings.Join(untrusted, ", "))
+	}
+	return nil
+}
+
+func detachedMessage(context string, doc []byte) []byte {
+	return append([]byte("certpush "+context+" signature v1\n"), doc...)
+}

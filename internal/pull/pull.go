@@ -1,0 +1,312 @@
+package pull
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"filippo.io/age"
+
+	"github.com/certpush/certpush/internal/atomicfile"
+	"github.com/certpush/certpush/internal/bundle"
+	"github.com/certpush/certpush/internal/install"
+	"github.com/certpush/certpush/internal/store"
+	"github.com/certpush/certpush/internal/wire"
+)
+
+// ErrUnreachable says that the store could not be read; the node keeps
+// what it has.
+var ErrUnreachable = errors.New("store unreachable")
+
+// Puller pulls certificates from a store and installs them with the same
+// pipeline a push uses (install.Installer: verify, no downgrade, swap,
+// config test, reload, TLS check, rollback).
+type Puller struct {
+	Store      store.Store
+	Installer  *install.Installer
+	Identities []age.Identity
+	NodeID     string
+	// Boot is for a pull at boot, before the service starts: the config
+	// test runs, but no reload and no TLS check (nothing serves yet; the
+	// service's start loads what was installed).
+	Boot   bool
+	Logger *slog.Logger
+	Now    func() time.Time
+}
+
+// Result is one certificate's outcome. NotModified says that the store
+// answered "not modified" to the one request made.
+type Result struct {
+	install.Result
+	NotModified bool `json:"not_modified"`
+}
+
+func (p *Puller) log() *slog.Logger {
+	if p.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return p.Logger
+}
+
+func (p *Puller) now() time.Time {
+	if p.Now == nil {
+		return time.Now()
+	}
+	return p.Now()
+}
+
+// seen is what a node remembers of the last current it acted on.
+type seen struct {
+	ETag string `json:"etag"`
+	ID   string `json:"id"`
+}
+
+func (p *Puller) dir() string { return filepath.Join(p.Installer.Config.Root, ".pull") }
+
+func (p *Puller) seenPath(name string) string { return filepath.Join(p.dir(), name+".json") }
+
+func (p *Puller) readSeen(name string) seen {
+	var s seen
+	data, err := os.ReadFile(p.seenPath(name))
+	if err == nil {
+		_ = json.Unmarshal(data, &s)
+	}
+	return s
+}
+
+func (p *Puller) writeSeen(name string, s seen) {
+	data, _ := json.Marshal(s)
+	if err := atomicfile.WriteFile(p.seenPath(name), data, 0o600); err != nil {
+		p.log().Warn("remember current", "cert", name, "error", err)
+	}
+}
+
+// Pull pulls each of names (every configured certificate when empty).
+// The error is only for what stops everything; each certificate's
+// outcome is in its Result (an unreachable store: Failed, wrapping
+// ErrUnreachable).
+func (p *Puller) Pull(ctx context.Context, names []string) ([]Result, error) {
+	cfg := p.Installer.Config
+	if len(names) == 0 {
+		names = cfg.Names()
+	}
+	if err := os.MkdirAll(p.dir(), 0o700); err != nil {
+		return nil, err
+	}
+	st, err := p.Installer.Check(0)
+	if err != nil {
+		return nil, err
+	}
+	installed := map[string]install.Status{}
+	for _, s := range st {
+		if !s.Placeholder {
+			installed[s.Cert] = s
+		}
+	}
+	var out []Result
+	for _, name := range names {
+		cur := installed[name]
+		r := p.pullOne(ctx, name, cur.ID)
+		if r.Result.Result == install.Unchanged && r.ID == cur.ID {
+			r.Fingerprint, r.NotAfter = cur.Fingerprint, cur.NotAfter
+		}
+		if r.Err != nil {
+			r.Error = r.Err.Error()
+		}
+		if !r.NotModified {
+			p.report(ctx, r)
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+func (p *Puller) pullOne(ctx context.Context, name, installedID string) Result {
+	r := Result{Result: install.Result{InstallResult: wire.InstallResult{Cert: name}}}
+	fail := func(result string, err error) Result {
+		r.Result.Result, r.Err = result, fmt.Errorf("%s: %w", name, err)
+		return r
+	}
+	if _, ok := p.Installer.Config.Certs[name]; !ok {
+		return fail(install.Refused, install.ErrNotConfigured)
+	}
+	last := p.readSeen(name)
+	etag := ""
+	if last.ID != "" && last.ID == installedID {
+		etag = last.ETag
+	}
+	o, err := p.Store.Get(ctx, store.CurrentKey(name), etag, store.MaxObject)
+	switch {
+	case errors.Is(err, store.ErrNotModified):
+		r.Result.Result, r.ID, r.NotModified = install.Unchanged, installedID, true
+		return r
+	case errors.Is(err, fs.ErrNotExist):
+		r.Result.Result = install.Nothing
+		r.Err = fmt.Errorf("%s: nothing published in %s yet", name, p.Store)
+		return r
+	case err != nil:
+		return fail(install.Failed, fmt.Errorf("%w: %s: %w", ErrUnreachable, p.Store, err))
+	}
+	ptr, err := store.ParsePointer(o.Data, name, p.Installer.Config.TrustedKeys)
+	if err != nil {
+		return fail(install.Refused, err)
+	}
+	r.ID = ptr.ID
+	if ptr.ID == installedID {
+		p.writeSeen(name, seen{o.ETag, ptr.ID})
+		r.Result.Result = install.Unchanged
+		return r
+	}
+	stage, err := p.download(ctx, name, ptr)
+	if stage != "" {
+		defer os.RemoveAll(stage)
+	}
+	if err != nil {
+		if errors.Is(err, ErrUnreachable) {
+			return fail(install.Failed, err)
+		}
+		return fail(install.Refused, err)
+	}
+	in := *p.Installer
+	c := *in.Config
+	c.Incoming = stage
+	if p.Boot {
+		c.Certs = map[string]*install.Cert{}
+		for n, cc := range in.Config.Certs {
+			cp := *cc
+			cp.Reload, cp.Verify = nil, nil
+			c.Certs[n] = &cp
+		}
+	}
+	in.Config = &c
+	results, err := in.Install(ctx, []string{name}, install.Options{ID: ptr.ID})
+	if err != nil {
+		return fail(install.Failed, err)
+	}
+	r.Result = results[0]
+	if r.OK() {
+		p.writeSeen(name, seen{o.ETag, ptr.ID})
+	}
+	return r
+}
+
+// download fetches the bundle ptr names into a new private staging
+// directory (the incoming directory of the install that follows) and
+// decrypts its key there. It checks the manifest against the pointer;
+// the install verifies the rest (hashes, the plaintext key's included,
+// and the signature).
+func (p *Puller) download(ctx context.Context, name string, ptr *store.Pointer) (string, error) {
+	var b [8]byte
+	rand.Read(b[:])
+	stage := filepath.Join(p.dir(), "stage-"+hex.EncodeToString(b[:]))
+	dir := filepath.Join(stage, name, ptr.ID)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", err
+	}
+	get := func(file string, limit int64) ([]byte, error) {
+		key := store.FileKey(name, ptr.ID, file)
+		o, err := p.Store.Get(ctx, key, "", limit)
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, store.ErrTooLarge) {
+			return nil, fmt.Errorf("bundle %s: %w", ptr.ID, err)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s: %w", ErrUnreachable, p.Store, err)
+		}
+		return o.Data, nil
+	}
+	for _, f := range store.PublicFiles {
+		data, err := get(f, bundle.MaxFileSize)
+		if err != nil {
+			return stage, err
+		}
+		if f == bundle.ManifestFile {
+			if store.SHA256(data) != ptr.ManifestSHA256 {
+				return stage, fmt.Errorf("%w: manifest of %s does not match the current pointer", bundle.ErrHashMismatch, ptr.ID)
+			}
+			m, err := bundle.ParseManifest(data)
+			if err != nil {
+				return stage, err
+			}
+			if m.ID != ptr.ID || m.Name != name {
+				return stage, fmt.Errorf("%w: manifest is for %s/%s, pointer for %s/%s", bundle.ErrManifestMismatch, m.Name, m.ID, name, ptr.ID)
+			}
+		}
+		if err := os.WriteFile(filepath.Join(dir, f), data, 0o600); err != nil {
+			return stage, err
+		}
+	}
+	enc, err := get(ptr.Key, bundle.MaxFileSize+store.MaxObject)
+	if err != nil {
+		return stage, err
+	}
+	plain, err := store.Decrypt(enc, p.Identities, bundle.MaxFileSize)
+	if err != nil {
+		return stage, fmt.Errorf("bundle %s: %w", ptr.ID, err)
+	}
+	defer clear(plain)
+	f, err := os.OpenFile(filepath.Join(dir, bundle.KeyFile), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return stage, err
+	}
+	_, err = f.Write(plain)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return stage, err
+}
+
+// Report is a node's report object, <name>/nodes/<node-id>.
+type Report struct {
+	Node      string    `json:"node"`
+	Cert      string    `json:"cert"`
+	Installed string    `json:"installed"` // the id live now
+	Result    string    `json:"result"`
+	Error     string    `json:"error,omitempty"`
+	Time      time.Time `json:"time"`
+}
+
+func (p *Puller) report(ctx context.Context, r Result) {
+	if p.NodeID == "" || errors.Is(r.Err, ErrUnreachable) || errors.Is(r.Err, install.ErrNotConfigured) {
+		return
+	}
+	rep := Report{Node: p.NodeID, Cert: r.Cert, Result: r.Result.Result, Error: r.Error, Time: p.now().UTC()}
+	if st, err := p.Installer.Check(0); err == nil {
+		for _, s := range st {
+			if s.Cert == r.Cert {
+				rep.Installed = s.ID
+			}
+		}
+	}
+	data, _ := json.Marshal(rep)
+	if _, err := p.Store.Put(ctx, store.NodeKey(r.Cert, p.NodeID), data); err != nil {
+		p.log().Warn("write node report", "cert", r.Cert, "error", err)
+	}
+}
+
+// Reports lists the node reports of name.
+func Reports(ctx context.Context, st store.Store, name string) ([]Report, error) {
+	keys, err := st.List(ctx, store.NodesPrefix(name))
+	if err != nil {
+		return nil, err
+	}
+	var out []Report
+	for _, k := range keys {
+		o, err := st.Get(ctx, k, "", store.MaxObject)
+		if err != nil {
+			continue
+		}
+		var rep Report
+		if json.Unmarshal(o.Data, &rep) == nil {
+			out = append(out, rep)
+		}
+	}
+	return out, nil
+}
