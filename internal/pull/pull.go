@@ -2,8 +2,6 @@ package pull
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -165,19 +163,16 @@ func (p *Puller) pullOne(ctx context.Context, name, installedID string) Result {
 		r.Result.Result = install.Unchanged
 		return r
 	}
-	stage, err := p.download(ctx, name, ptr)
-	if stage != "" {
-		defer os.RemoveAll(stage)
-	}
+	contents, err := p.download(ctx, name, ptr)
 	if err != nil {
 		if errors.Is(err, ErrUnreachable) {
 			return fail(install.Failed, err)
 		}
 		return fail(install.Refused, err)
 	}
+	defer clear(contents[bundle.KeyFile])
 	in := *p.Installer
 	c := *in.Config
-	c.Incoming = stage
 	if p.Boot {
 		c.Certs = map[string]*install.Cert{}
 		for n, cc := range in.Config.Certs {
@@ -187,7 +182,7 @@ func (p *Puller) pullOne(ctx context.Context, name, installedID string) Result {
 		}
 	}
 	in.Config = &c
-	results, err := in.Install(ctx, []string{name}, install.Options{ID: ptr.ID})
+	results, err := in.Install(ctx, []string{name}, install.Options{ID: ptr.ID, Contents: contents})
 	if err != nil {
 		return fail(install.Failed, err)
 	}
@@ -198,19 +193,12 @@ func (p *Puller) pullOne(ctx context.Context, name, installedID string) Result {
 	return r
 }
 
-// download fetches the bundle ptr names into a new private staging
-// directory (the incoming directory of the install that follows) and
-// decrypts its key there. It checks the manifest against the pointer;
-// the install verifies the rest (hashes, the plaintext key's included,
-// and the signature).
-func (p *Puller) download(ctx context.Context, name string, ptr *store.Pointer) (string, error) {
-	var b [8]byte
-	rand.Read(b[:])
-	stage := filepath.Join(p.dir(), "stage-"+hex.EncodeToString(b[:]))
-	dir := filepath.Join(stage, name, ptr.ID)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return "", err
-	}
+// download reads the bundle ptr names from the store, checks the manifest
+// against the pointer and decrypts the key, and returns the bundle's
+// files in memory (file name to bytes), as install.Options.Contents takes
+// them: the clear key is never written anywhere but the node's archive,
+// by the install, with the configured key mode.
+func (p *Puller) download(ctx context.Context, name string, ptr *store.Pointer) (map[string][]byte, error) {
 	get := func(file string, limit int64) ([]byte, error) {
 		key := store.FileKey(name, ptr.ID, file)
 		o, err := p.Store.Get(ctx, key, "", limit)
@@ -222,45 +210,36 @@ func (p *Puller) download(ctx context.Context, name string, ptr *store.Pointer) 
 		}
 		return o.Data, nil
 	}
+	contents := map[string][]byte{}
 	for _, f := range store.PublicFiles {
 		data, err := get(f, bundle.MaxFileSize)
 		if err != nil {
-			return stage, err
+			return nil, err
 		}
 		if f == bundle.ManifestFile {
 			if store.SHA256(data) != ptr.ManifestSHA256 {
-				return stage, fmt.Errorf("%w: manifest of %s does not match the current pointer", bundle.ErrHashMismatch, ptr.ID)
+				return nil, fmt.Errorf("%w: manifest of %s does not match the current pointer", bundle.ErrHashMismatch, ptr.ID)
 			}
 			m, err := bundle.ParseManifest(data)
 			if err != nil {
-				return stage, err
+				return nil, err
 			}
 			if m.ID != ptr.ID || m.Name != name {
-				return stage, fmt.Errorf("%w: manifest is for %s/%s, pointer for %s/%s", bundle.ErrManifestMismatch, m.Name, m.ID, name, ptr.ID)
+				return nil, fmt.Errorf("%w: manifest is for %s/%s, pointer for %s/%s", bundle.ErrManifestMismatch, m.Name, m.ID, name, ptr.ID)
 			}
 		}
-		if err := os.WriteFile(filepath.Join(dir, f), data, 0o600); err != nil {
-			return stage, err
-		}
+		contents[f] = data
 	}
 	enc, err := get(ptr.Key, bundle.MaxFileSize+store.MaxObject)
 	if err != nil {
-		return stage, err
+		return nil, err
 	}
 	plain, err := store.Decrypt(enc, p.Identities, bundle.MaxFileSize)
 	if err != nil {
-		return stage, fmt.Errorf("bundle %s: %w", ptr.ID, err)
+		return nil, fmt.Errorf("bundle %s: %w", ptr.ID, err)
 	}
-	defer clear(plain)
-	f, err := os.OpenFile(filepath.Join(dir, bundle.KeyFile), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return stage, err
-	}
-	_, err = f.Write(plain)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return stage, err
+	contents[bundle.KeyFile] = plain
+	return contents, nil
 }
 
 // Report is a node's report object, <name>/nodes/<node-id>.
