@@ -24,6 +24,11 @@ var units = []string{
 	"/usr/lib/systemd/system/certpush-renew.timer",
 	"/usr/lib/systemd/system/certnode-install.service",
 	"/usr/lib/systemd/system/certnode-install.timer",
+	"/usr/lib/systemd/system/certnode-pull-boot.service",
+	"/usr/lib/systemd/system/certnode-pull.service",
+	"/usr/lib/systemd/system/certnode-pull.timer",
+	"/usr/lib/systemd/system/certpush-renew-lease.service",
+	"/usr/lib/systemd/system/certpush-renew-lease.timer",
 }
 
 // TestDebianPackages builds both packages with make deb, runs lintian on
@@ -290,7 +295,7 @@ func checkInstalled(t *testing.T, root, version string) {
 		t.Errorf("systemd-analyze verify: %v\n%s", err, out)
 	}
 	// Installing enables and starts nothing.
-	for _, l := range []string{"/etc/systemd/system/timers.target.wants/certpush-renew.timer", "/etc/systemd/system/timers.target.wants/certnode-install.timer"} {
+	for _, l := range []string{"/etc/systemd/system/timers.target.wants/certpush-renew.timer", "/etc/systemd/system/timers.target.wants/certnode-install.timer", "/etc/systemd/system/timers.target.wants/certnode-pull.timer", "/etc/systemd/system/timers.target.wants/certpush-renew-lease.timer"} {
 		if _, err := os.Lstat(l); err == nil {
 			t.Errorf("the package enabled %s", l)
 		}
