@@ -1,6 +1,7 @@
 package hooks
 
 import (
+	"os"
 	"strings"
 	"testing"
 )
@@ -38,5 +39,35 @@ func TestPaths(t *testing.T) {
 				t.Errorf("SudoersRule() names %s %d times, want 2 (Defaults and the rule): %q", tc.wantBin, n, rule)
 			}
 		})
+	}
+}
+
+// TestSudoersTemplatesMatch: the Ansible role's and the Puppet module's
+// sudo rules allow exactly the arguments of the shipped sudoers.certnode
+// after the config, so that a node set up either way accepts what
+// certpush runs (install --stdin included).
+func TestSudoersTemplatesMatch(t *testing.T) {
+	args := func(path string) string {
+		t.Helper()
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range strings.Split(string(data), "\n") {
+			if i := strings.Index(l, " install --json"); i >= 0 && !strings.HasPrefix(l, "#") {
+				return l[i:]
+			}
+		}
+		t.Fatalf("%s: no install rule", path)
+		return ""
+	}
+	want := args("sudoers.certnode")
+	for _, p := range []string{
+		"../contrib/ansible/roles/certnode/templates/sudoers.j2",
+		"../contrib/puppet/certnode/templates/sudoers.epp",
+	} {
+		if got := args(p); got != want {
+			t.Errorf("%s allows %q, sudoers.certnode %q", p, got, want)
+		}
 	}
 }
