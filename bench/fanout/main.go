@@ -78,6 +78,8 @@ type config struct {
 	section            string
 	profileDir         string
 	keep               bool
+	// Round-trip runs (-rtt): delays and sizes.
+	rtts, rttSizes []int
 }
 
 func main() {
@@ -96,8 +98,25 @@ func main() {
 	flag.StringVar(&c.jsonOut, "json", "", "write raw results to this file")
 	flag.StringVar(&c.profileDir, "profile", "", "write CPU profiles of an in-process push, re-run and floor at the largest size to this directory, then stop")
 	flag.BoolVar(&c.keep, "keep", false, "keep the work directory")
+	var rtts, rttSizes string
+	flag.StringVar(&rtts, "rtt", "", "instead of the fan-out runs, measure round trips behind a delay proxy per host at these RTTs in ms (comma-separated, e.g. 0,10,50)")
+	flag.StringVar(&rttSizes, "rtt-sizes", "1,100", "sizes of the round-trip runs (all hosts of a size at once)")
 	flag.Parse()
+	if rtts != "" {
+		var err error
+		if c.rtts, err = intList(rtts, 0); err == nil {
+			c.rttSizes, err = intList(rttSizes, 1)
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "fanout: %v\n", err)
+			os.Exit(2)
+		}
+		c.sizes = c.rttSizes
+	}
 	for _, s := range strings.Split(sizes, ",") {
+		if c.rtts != nil {
+			break
+		}
 		n, err := strconv.Atoi(strings.TrimSpace(s))
 		if err != nil || n < 1 {
 			fmt.Fprintf(os.Stderr, "fanout: bad size %q\n", s)
@@ -110,6 +129,19 @@ func main() {
 		log.Error("fanout", "error", err)
 		os.Exit(1)
 	}
+}
+
+// intList parses comma-separated integers of at least lo.
+func intList(s string, lo int) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < lo {
+			return nil, fmt.Errorf("bad number %q", f)
+		}
+		out = append(out, n)
+	}
+	return out, nil
 }
 
 // bench is the state of one benchmark run.
@@ -216,6 +248,13 @@ func run(ctx context.Context, c config, log *slog.Logger) (err error) {
 	}
 	if c.profileDir != "" {
 		return b.profile(ctx, maxN)
+	}
+	if c.rtts != nil {
+		samples, err := b.rttRun(ctx)
+		if err != nil {
+			return err
+		}
+		return b.rttReport(samples, time.Since(b.start))
 	}
 
 	var samples []sample
