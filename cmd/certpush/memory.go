@@ -5,7 +5,7 @@ import (
 	"runtime/debug"
 )
 
-// defaultMemoryLimit is the soft limit certpush gives the Go runtime
+// defaultMemoryLimit (112 MiB) is the soft limit certpush gives the Go runtime
 // when GOMEMLIMIT is not set. A push over a very large fleet holds about
 // 1 KB a host (the host, its known_hosts line, its result) and makes
 // several times that in short-lived garbage (dials, contexts, errors);
@@ -13,7 +13,7 @@ import (
 // collection. With it, the collector runs earlier once the heap nears
 // the limit. It is soft: a fleet that needs more gets more, at the cost
 // of collections (at most about half the CPU, by the runtime's limiter).
-const defaultMemoryLimit = 128 << 20
+const defaultMemoryLimit = 112 << 20
 
 // loadGCPercent is the GOGC used while the config is read: parsing YAML
 // builds a node tree several times the size of the hosts it yields, and

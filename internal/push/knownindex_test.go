@@ -1,11 +1,15 @@
 package push
 
 import (
+	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"errors"
 	"fmt"
+	"net"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -127,5 +131,32 @@ func BenchmarkHostKeyCheck(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestConnectError: a failed connect says what the dialer said and still
+// answers errors.Is for its cause.
+func TestConnectError(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	_, derr := net.Dial("tcp", addr)
+	if derr == nil {
+		t.Skip("the closed port accepted")
+	}
+	err = connectFailed(derr)
+	if err.Error() != "connect: "+derr.Error() || !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Errorf("connect error %q (is ECONNREFUSED: %v), from %q", err, errors.Is(err, syscall.ECONNREFUSED), derr)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Nanosecond)
+	defer cancel()
+	<-ctx.Done()
+	var d net.Dialer
+	_, derr = d.DialContext(ctx, "tcp", addr)
+	if err := connectFailed(derr); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("timed out connect %q: not DeadlineExceeded (from %q)", err, derr)
 	}
 }
