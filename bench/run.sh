@@ -5,7 +5,9 @@
 # node side. Results go to bench/results/ and into BENCHMARKS.md.
 #
 # Environment: SIZES (default 10,100,200), REPS (3), PARALLEL (64),
-# RSYNC_MAX (largest size the sequential rsync loop runs at; default 200).
+# RSYNC_MAX (largest size the sequential rsync loop runs at; default 200),
+# RTTS (round-trip times of the delay-proxy runs, ms; 0,10,50),
+# RTT_SIZES (their sizes; 1,100).
 set -eu
 cd "$(dirname "$0")/.."
 export PATH="$PATH:/usr/local/go/bin"
@@ -38,8 +40,16 @@ go build -trimpath -o "$tmp/certnode" ./cmd/certnode
 go build -o "$tmp/fanout" ./bench/fanout
 
 mkdir -p bench/results
+# The least-privilege path (forced command, sudo -n, root's certnode)
+# runs beside the root path when this runs as root with sudo.
+lp=
+if [ "$(id -u)" = 0 ] && command -v sudo >/dev/null && command -v visudo >/dev/null; then
+	lp=-lp
+else
+	echo "bench: not root or no sudo: the least-privilege path is left out" >&2
+fi
 echo "bench: fan-out, sizes $SIZES, $REPS runs each" >&2
-"$tmp/fanout" -certpush "$tmp/certpush" -certnode "$tmp/certnode" \
+"$tmp/fanout" -certpush "$tmp/certpush" -certnode "$tmp/certnode" $lp \
 	-sizes "$SIZES" -reps "$REPS" -parallel "$PARALLEL" -rsync-max "$RSYNC_MAX" \
 	-md BENCHMARKS.md -json bench/results/fanout.json | tee bench/results/fanout.md
 
@@ -52,12 +62,19 @@ if [ -d /dev/shm ]; then
 		-md BENCHMARKS.md -section fanout-tmpfs -json bench/results/fanout-tmpfs.json | tee bench/results/fanout-tmpfs.md
 fi
 
+# Round trips: a delay proxy in front of each sshd, one host alone and
+# RTT_SIZES hosts at once.
+echo "bench: round trips at ${RTTS:-0,10,50} ms RTT" >&2
+"$tmp/fanout" -certpush "$tmp/certpush" -certnode "$tmp/certnode" \
+	-rtt "${RTTS:-0,10,50}" -rtt-sizes "${RTT_SIZES:-1,100}" -reps "$REPS" \
+	-md BENCHMARKS.md -section fanout-rtt -json bench/results/fanout-rtt.json | tee bench/results/fanout-rtt.md
+
 echo "bench: Go benchmarks (scale, node)" >&2
 out=bench/results/gobench.txt
 {
 	echo '```'
 	CERTPUSH_BIN="$tmp/certpush" go test -run '^$' -bench 'Plan|InventoryHeap' -benchtime 2x ./bench/scale
-	CERTPUSH_BIN="$tmp/certpush" go test -run '^$' -bench Status -benchtime 5x ./bench/scale
+	CERTPUSH_BIN="$tmp/certpush" go test -run '^$' -bench Status -benchtime 3x ./bench/scale
 	CERTNODE_BIN="$tmp/certnode" go test -run '^$' -bench . -benchtime 50x ./bench/node
 	echo "bench: node install again with the certnode root on tmpfs (no disk flush cost):"
 	TMPDIR=/dev/shm go test -run '^$' -bench 'Install$' -benchtime 50x ./bench/node

@@ -78,6 +78,11 @@ type config struct {
 	section            string
 	profileDir         string
 	keep               bool
+	// Round-trip runs (-rtt): delays and sizes.
+	rtts, rttSizes []int
+	// The least-privilege path beside the root path (-lp).
+	lpOn  bool
+	hooks string
 }
 
 func main() {
@@ -96,8 +101,27 @@ func main() {
 	flag.StringVar(&c.jsonOut, "json", "", "write raw results to this file")
 	flag.StringVar(&c.profileDir, "profile", "", "write CPU profiles of an in-process push, re-run and floor at the largest size to this directory, then stop")
 	flag.BoolVar(&c.keep, "keep", false, "keep the work directory")
+	flag.BoolVar(&c.lpOn, "lp", false, "also measure the least-privilege path: forced command, sudo -n, root's certnode (needs root and sudo)")
+	flag.StringVar(&c.hooks, "hooks", "hooks", "directory of the shipped certnode-forced-command and sudoers.certnode")
+	var rtts, rttSizes string
+	flag.StringVar(&rtts, "rtt", "", "instead of the fan-out runs, measure round trips behind a delay proxy per host at these RTTs in ms (comma-separated, e.g. 0,10,50)")
+	flag.StringVar(&rttSizes, "rtt-sizes", "1,100", "sizes of the round-trip runs (all hosts of a size at once)")
 	flag.Parse()
+	if rtts != "" {
+		var err error
+		if c.rtts, err = intList(rtts, 0); err == nil {
+			c.rttSizes, err = intList(rttSizes, 1)
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "fanout: %v\n", err)
+			os.Exit(2)
+		}
+		c.sizes = c.rttSizes
+	}
 	for _, s := range strings.Split(sizes, ",") {
+		if c.rtts != nil {
+			break
+		}
 		n, err := strconv.Atoi(strings.TrimSpace(s))
 		if err != nil || n < 1 {
 			fmt.Fprintf(os.Stderr, "fanout: bad size %q\n", s)
@@ -110,6 +134,19 @@ func main() {
 		log.Error("fanout", "error", err)
 		os.Exit(1)
 	}
+}
+
+// intList parses comma-separated integers of at least lo.
+func intList(s string, lo int) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < lo {
+			return nil, fmt.Errorf("bad number %q", f)
+		}
+		out = append(out, n)
+	}
+	return out, nil
 }
 
 // bench is the state of one benchmark run.
@@ -130,6 +167,8 @@ type bench struct {
 	loadStart string
 	// clientCfg is the floor's SSH client configuration.
 	clientCfg *ssh.ClientConfig
+	// lp is the least-privilege setup (-lp), nil without it.
+	lp *lpState
 }
 
 // sample is one timed run.
@@ -214,14 +253,31 @@ func run(ctx context.Context, c config, log *slog.Logger) (err error) {
 	if err := b.prepare(); err != nil {
 		return err
 	}
+	if c.lpOn {
+		err := b.setupLP()
+		defer b.closeLP()
+		if err != nil {
+			return err
+		}
+	}
 	if c.profileDir != "" {
 		return b.profile(ctx, maxN)
+	}
+	if c.rtts != nil {
+		samples, err := b.rttRun(ctx)
+		if err != nil {
+			return err
+		}
+		return b.rttReport(samples, time.Since(b.start))
 	}
 
 	var samples []sample
 	methods := []string{mFloor, mPush, mPSSH, mRsync}
 	if c.baseline != "" {
 		methods = append(methods, mPushB)
+	}
+	if c.lpOn {
+		methods = append(methods, mFloorLP, mPushLP)
 	}
 	if c.only != "" {
 		methods = slices.DeleteFunc(methods, func(m string) bool { return !slices.Contains(strings.Split(c.only, ","), m) })
@@ -241,10 +297,13 @@ func run(ctx context.Context, c config, log *slog.Logger) (err error) {
 				samples = append(samples, s)
 				log.Info("run", "size", n, "method", m, "rep", rep+1, "wall_ms", fmt.Sprintf("%.0f", s.WallMS),
 					"ms_per_host", fmt.Sprintf("%.2f", s.WallMS/float64(n)), "logins_per_host", fmt.Sprintf("%d-%d", s.LoginsMin, s.LoginsMax))
-				if m == mPush || m == mPushB {
+				if m == mPush || m == mPushB || m == mPushLP {
 					rerun := mRerun
-					if m == mPushB {
+					switch m {
+					case mPushB:
 						rerun = mRerunB
+					case mPushLP:
+						rerun = mRerunLP
 					}
 					s, err := b.measure(ctx, rerun, n, rep)
 					if err != nil {
@@ -336,7 +395,7 @@ func (b *bench) newBundle() (*bundle.Bundle, error) {
 func (b *bench) measure(ctx context.Context, method string, n, rep int) (sample, error) {
 	s := sample{Size: n, Method: method, Rep: rep + 1}
 	hosts := b.fleet.Hosts[:n]
-	if method != mFloor && method != mRerun && method != mRerunB {
+	if method != mFloor && method != mFloorLP && method != mRerun && method != mRerunB && method != mRerunLP {
 		if _, err := b.newBundle(); err != nil {
 			return s, err
 		}
@@ -357,7 +416,9 @@ func (b *bench) measure(ctx context.Context, method string, n, rep int) (sample,
 	switch method {
 	case mFloor:
 		err = b.floor(ctx, hosts)
-	case mPush, mRerun, mPushB, mRerunB:
+	case mFloorLP:
+		err = b.floorLP(hosts)
+	case mPush, mRerun, mPushB, mRerunB, mPushLP, mRerunLP:
 		err = b.certpush(ctx, n, method)
 	case mPSSH:
 		err = b.pssh(ctx, n)
@@ -377,7 +438,7 @@ func (b *bench) measure(ctx context.Context, method string, n, rep int) (sample,
 	syscall.Getrusage(syscall.RUSAGE_SELF, &self1)
 	s.WallMS = float64(wall.Microseconds()) / 1000
 	s.TotalCPU = cpu1 - cpu0
-	if method == mFloor {
+	if method == mFloor || method == mFloorLP {
 		s.ClientCPU = rusageMS(self1) - rusageMS(self0)
 	} else {
 		s.ClientCPU = rusageMS(ru1) - rusageMS(ru0)
@@ -393,8 +454,8 @@ func (b *bench) measure(ctx context.Context, method string, n, rep int) (sample,
 		s.LoginsMax = max(s.LoginsMax, l)
 		s.Conns = max(s.Conns, after[i].conns-before[i].conns)
 	}
-	if method != mFloor {
-		if err := b.check(hosts); err != nil {
+	if method != mFloor && method != mFloorLP {
+		if err := b.checkIn(hosts, method); err != nil {
 			return s, fmt.Errorf("check: %w", err)
 		}
 	}
@@ -477,7 +538,14 @@ func (b *bench) certpush(ctx context.Context, n int, method string) error {
 	if method == mPushB || method == mRerunB {
 		bin = b.c.baseline
 	}
-	cmd := exec.CommandContext(ctx, bin, "--config", b.inventory(n), "push", certName, "--json")
+	inv := b.inventory(n)
+	if method == mPushLP || method == mRerunLP {
+		var err error
+		if inv, err = b.lpInventory(n); err != nil {
+			return err
+		}
+	}
+	cmd := exec.CommandContext(ctx, bin, "--config", inv, "push", certName, "--json")
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
@@ -492,7 +560,7 @@ func (b *bench) certpush(ctx context.Context, n int, method string) error {
 		return fmt.Errorf("certpush output: %w: %s", err, tailOf(stdout.String(), 500))
 	}
 	want := push.Installed
-	if method == mRerun || method == mRerunB {
+	if method == mRerun || method == mRerunB || method == mRerunLP {
 		want = push.Unchanged
 	}
 	got := 0
@@ -558,11 +626,15 @@ func (b *bench) pssh(ctx context.Context, n int) error {
 // check verifies that every host has installed the current bundle: the
 // live link names it, and every file has the hash the manifest records and
 // the mode certnode gives it (the key 0600, the rest 0644).
-func (b *bench) check(hosts []*testfleet.Host) error {
+func (b *bench) check(hosts []*testfleet.Host) error { return b.checkIn(hosts, mPush) }
+
+// checkIn is check in the certnode root that method installs into.
+func (b *bench) checkIn(hosts []*testfleet.Host, method string) error {
 	m := b.cur.Manifest
 	var errs []error
 	for _, h := range hosts {
-		live := filepath.Join(h.Root, "live", certName)
+		root := b.lpRoot(method, h)
+		live := filepath.Join(root, "live", certName)
 		target, err := os.Readlink(live)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", h.Name, err))
@@ -586,6 +658,9 @@ func (b *bench) check(hosts []*testfleet.Host) error {
 			if fi.Mode() != want {
 				errs = append(errs, fmt.Errorf("%s: %s mode %v, want %v", h.Name, name, fi.Mode(), want))
 			}
+			if st, ok := fi.Sys().(*syscall.Stat_t); ok && root != h.Root && st.Uid != 0 {
+				errs = append(errs, fmt.Errorf("%s: %s owned by uid %d, want root's", h.Name, name, st.Uid))
+			}
 			data, err := os.ReadFile(p)
 			if err != nil {
 				errs = append(errs, fmt.Errorf("%s: %w", h.Name, err))
@@ -595,7 +670,7 @@ func (b *bench) check(hosts []*testfleet.Host) error {
 				errs = append(errs, fmt.Errorf("%s: %s hash mismatch", h.Name, name))
 			}
 		}
-		if _, err := os.Stat(filepath.Join(h.Root, "live", certName, bundle.ManifestFile)); err != nil {
+		if _, err := os.Stat(filepath.Join(root, "live", certName, bundle.ManifestFile)); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", h.Name, err))
 		}
 		if len(errs) > 10 {

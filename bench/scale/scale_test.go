@@ -94,6 +94,22 @@ func closedPort(b *testing.B) int {
 // writeInventory writes a config with n hosts at distinct loopback
 // addresses; verify, when set, gives host i its TLS endpoint.
 func writeInventory(b *testing.B, dir string, n, port int, verify func(i int) string) string {
+	return writeConfig(b, dir, n, port, verify, false)
+}
+
+// writeHostList writes a config whose certificate takes its n hosts from
+// a host-list file (hosts_file: one address:port a line), as a very large
+// fleet is written: the YAML config stays small.
+func writeHostList(b *testing.B, dir string, n, port int) string {
+	return writeConfig(b, dir, n, port, nil, true)
+}
+
+// hostAddr is host i's loopback address.
+func hostAddr(i int) string {
+	return fmt.Sprintf("127.%d.%d.%d", 1+i/62500, i/250%250, 1+i%250)
+}
+
+func writeConfig(b *testing.B, dir string, n, port int, verify func(i int) string, list bool) string {
 	b.Helper()
 	pub, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
@@ -114,14 +130,28 @@ func writeInventory(b *testing.B, dir string, n, port int, verify func(i int) st
 	var inv, kh bytes.Buffer
 	fmt.Fprintf(&inv, "state_dir: %s\nssh:\n  user: certsync\n  identity: %s\n  known_hosts: %s\n  parallel: 64\n  timeout: 10s\n  connect_timeout: 2s\n",
 		dir, identity, filepath.Join(dir, "known_hosts"))
-	fmt.Fprintf(&inv, "certs:\n  %s:\n    domains: [%q, %q]\n    hosts: [fleet]\n    install: now\nhosts:\n", certName, domains[0], domains[1])
+	if list {
+		var hl bytes.Buffer
+		for i := range n {
+			fmt.Fprintf(&hl, "%s:%d\n", hostAddr(i), port)
+		}
+		hostsFile := filepath.Join(dir, "hosts")
+		if err := os.WriteFile(hostsFile, hl.Bytes(), 0o644); err != nil {
+			b.Fatal(err)
+		}
+		fmt.Fprintf(&inv, "certs:\n  %s:\n    domains: [%q, %q]\n    hosts_file: %s\n    install: now\n", certName, domains[0], domains[1], hostsFile)
+	} else {
+		fmt.Fprintf(&inv, "certs:\n  %s:\n    domains: [%q, %q]\n    hosts: [fleet]\n    install: now\nhosts:\n", certName, domains[0], domains[1])
+	}
 	for i := range n {
-		addr := fmt.Sprintf("127.%d.%d.%d", 1+i/62500, i/250%250, 1+i%250)
+		addr := hostAddr(i)
 		v := "[]"
 		if verify != nil {
 			v = fmt.Sprintf("[%q]", verify(i))
 		}
-		fmt.Fprintf(&inv, "  node-%d: {address: %s, port: %d, groups: [fleet], incoming: /srv/certsync/incoming, verify: %s}\n", i, addr, port, v)
+		if !list {
+			fmt.Fprintf(&inv, "  node-%d: {address: %s, port: %d, groups: [fleet], incoming: /srv/certsync/incoming, verify: %s}\n", i, addr, port, v)
+		}
 		kh.WriteString(knownhosts.Line([]string{knownhosts.Normalize(net.JoinHostPort(addr, strconv.Itoa(port)))}, hostKey))
 		kh.WriteByte('\n')
 	}
@@ -163,11 +193,20 @@ func run(b *testing.B, bin string, args ...string) (time.Duration, float64, []by
 func BenchmarkPlan(b *testing.B) {
 	bin := certpushBin(b)
 	port := closedPort(b)
-	for _, n := range []int{1000, 10000} {
+	for _, n := range []int{1000, 10000, 100000} {
 		dir := b.TempDir()
 		state(b, dir)
-		inv := writeInventory(b, dir, n, port, nil)
-		for _, p := range []int{8, 64, 256} {
+		var inv string
+		parallels := []int{8, 64, 256}
+		if n > 10000 {
+			// Past the config file's 4 MiB limit: the hosts come from a
+			// host list (hosts_file), as a fleet this size is written.
+			inv = writeHostList(b, dir, n, port)
+			parallels = []int{64}
+		} else {
+			inv = writeInventory(b, dir, n, port, nil)
+		}
+		for _, p := range parallels {
 			b.Run(fmt.Sprintf("hosts=%d/parallel=%d", n, p), func(b *testing.B) {
 				var peak float64
 				var wall time.Duration
@@ -194,11 +233,17 @@ func BenchmarkPlan(b *testing.B) {
 	}
 }
 
-// BenchmarkStatus runs `certpush status` over 1,000 TLS endpoints: one Go
-// TLS server listening on 1,000 loopback ports, serving the current
-// bundle, so that every endpoint must come out aligned.
+// BenchmarkStatus runs `certpush status` over 1,000 and 10,000 TLS
+// endpoints: one Go TLS server listening on that many loopback ports,
+// serving the current bundle, so that every endpoint must come out
+// aligned.
 func BenchmarkStatus(b *testing.B) {
-	const n = 1000
+	for _, n := range []int{1000, 10000} {
+		b.Run(fmt.Sprintf("endpoints=%d", n), func(b *testing.B) { benchStatus(b, n) })
+	}
+}
+
+func benchStatus(b *testing.B, n int) {
 	bin := certpushBin(b)
 	dir := b.TempDir()
 	cert := state(b, dir)

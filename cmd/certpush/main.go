@@ -116,7 +116,9 @@ func (e *env) quietly(pf pushFlags) {
 
 // loadConfig reads the config; any problem with it is a usage error.
 func (e *env) loadConfig() (*inventory.Config, error) {
+	restore := lowGC()
 	cfg, err := inventory.Load(e.configPath)
+	restore()
 	if errors.Is(err, iofs.ErrNotExist) {
 		return nil, cli.Usage(err, "pass --config FILE or set CERTPUSH_CONFIG (an example is inventory/certpush.yaml)")
 	}

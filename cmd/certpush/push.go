@@ -430,25 +430,7 @@ func (e *env) printReports(reports []certReport, pf pushFlags) error {
 		}
 	}
 	if asJSON {
-		type jsonResult struct {
-			push.Result
-			DurationMS int64 `json:"duration_ms"`
-		}
-		type jsonReport struct {
-			certReport
-			Results []jsonResult `json:"results"`
-		}
-		out := make([]jsonReport, 0, len(reports))
-		for _, rep := range reports {
-			jr := jsonReport{certReport: rep, Results: []jsonResult{}}
-			for _, r := range rep.Results {
-				jr.Results = append(jr.Results, jsonResult{Result: r, DurationMS: r.Duration.Milliseconds()})
-			}
-			out = append(out, jr)
-		}
-		enc := json.NewEncoder(e.stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(map[string]any{"certs": out}); err != nil {
+		if err := writeReportsJSON(e.stdout, reports); err != nil {
 			return err
 		}
 	} else {

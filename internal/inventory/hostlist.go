@@ -24,9 +24,10 @@ type listedHost struct {
 // line does not give. Every problem goes to ps, naming path and line;
 // the entries returned are the good ones.
 func parseHostList(path string, data []byte, defaults SSH, ps *yamlconf.Problems) []listedHost {
-	var entries []listedHost
-	seen := map[string]int{}
-	for i, line := range strings.Split(string(data), "\n") {
+	lines := strings.Split(string(data), "\n")
+	entries := make([]listedHost, 0, len(lines))
+	seen := make(map[string]int, len(lines))
+	for i, line := range lines {
 		n := i + 1
 		e, err := parseHostLine(line, defaults)
 		if err != nil {

@@ -254,26 +254,27 @@ func (c *Config) HostsFor(cert string) ([]Host, error) {
 	if err != nil {
 		return nil, err
 	}
+	// resolve returns copies: fill them in place, with no second copy
+	// of what may be 100,000 hosts.
 	hosts := c.resolve(ct)
-	out := make([]Host, 0, len(hosts))
-	for _, h := range hosts {
-		h = c.withDefaults(h)
+	for i := range hosts {
+		h := &hosts[i]
+		*h = c.withDefaults(*h)
 		if len(h.Verify) == 0 && !h.IsExec() {
 			for _, p := range ct.VerifyPorts {
 				h.Verify = append(h.Verify, net.JoinHostPort(h.Address, strconv.Itoa(p)))
 			}
 		}
-		out = append(out, h)
 	}
 	if len(ct.Waves) > 0 {
 		// Wave order: the first wave's hosts first.
 		var ordered []Host
-		for _, w := range c.wavesOf(ct, out) {
+		for _, w := range c.wavesOf(ct, hosts) {
 			ordered = append(ordered, w.Hosts...)
 		}
-		out = ordered
+		hosts = ordered
 	}
-	return out, nil
+	return hosts, nil
 }
 
 // resolve lists the cert's hosts in delivery order (see HostsFor), as
@@ -285,47 +286,56 @@ func (c *Config) resolve(ct *Cert) []Host {
 			members[g] = append(members[g], name)
 		}
 	}
-	var order []string
-	byName := map[string]Host{}
-	add := func(h Host, replace bool) {
-		if _, ok := byName[h.Name]; !ok {
-			order = append(order, h.Name)
-		} else if !replace {
-			return
+	// The hosts in first-seen order, and where each name is among them.
+	var hosts []Host
+	at := map[string]int{}
+	add := func(h *Host, replace bool) {
+		i, ok := at[h.Name]
+		switch {
+		case !ok:
+			at[h.Name] = len(hosts)
+			hosts = append(hosts, copyHost(*h))
+		case replace:
+			hosts[i] = copyHost(*h)
 		}
-		byName[h.Name] = h
 	}
 	for _, ref := range ct.Hosts {
 		if h, ok := c.Hosts[ref]; ok && h != nil {
-			add(copyHost(*h), false)
+			add(h, false)
 			continue
 		}
 		names := slices.Clone(members[ref])
 		sort.Strings(names)
 		for _, n := range names {
-			add(copyHost(*c.Hosts[n]), false)
+			add(c.Hosts[n], false)
 		}
 	}
 	// A listed host that is also configured carries the list's user and
 	// port (merged at parse time), so it replaces the configured entry.
-	for _, h := range ct.listed {
-		add(copyHost(h), true)
+	if hosts == nil {
+		hosts = make([]Host, 0, len(ct.listed))
+	}
+	for i := range ct.listed {
+		add(&ct.listed[i], true)
 	}
 
-	out := make([]Host, 0, len(order))
-	first := map[string]bool{}
+	// Canary hosts move to the front, in canary order; the rest keep
+	// theirs.
+	front := 0
 	for _, n := range ct.Canary {
-		if h, ok := byName[n]; ok && !first[n] {
-			first[n] = true
-			out = append(out, h)
+		i, ok := at[n]
+		if !ok || i < front {
+			continue // not a host of the cert, or named twice
 		}
-	}
-	for _, n := range order {
-		if !first[n] {
-			out = append(out, byName[n])
+		h := hosts[i]
+		copy(hosts[front+1:i+1], hosts[front:i])
+		hosts[front] = h
+		for j := front; j <= i; j++ {
+			at[hosts[j].Name] = j
 		}
+		front++
 	}
-	return out
+	return hosts
 }
 
 // withDefaults fills the host's unset fields from the SSH settings, or

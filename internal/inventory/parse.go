@@ -548,6 +548,7 @@ func (p *parser) hostsFile(n *yaml.Node, key string, c *Cert, cfg *Config, group
 	before := p.Len()
 	entries := parseHostList(c.HostsFile, data, cfg.SSH, &p.Problems)
 	merged := map[string]int{} // configured host name -> line
+	c.listed = make([]Host, 0, len(entries))
 	for _, e := range entries {
 		if _, ok := groups[e.Name]; ok && cfg.Hosts[e.Name] == nil {
 			p.Addf(c.HostsFile, e.line, "%q is a group name, not a host", e.Name)

@@ -65,6 +65,7 @@ func (e *HostKeyError) Unwrap() error { return e.Err }
 type hostKeys struct {
 	path  string
 	lines []knownLine
+	index *knownIndex
 	bad   []badLine
 	now   func() time.Time
 }
@@ -84,7 +85,21 @@ func loadHostKeys(path string, log *slog.Logger) (*hostKeys, error) {
 	for _, b := range bad {
 		log.Warn("known_hosts: skipping malformed line", "line", fmt.Sprintf("%s:%d", path, b.line), "error", b.why)
 	}
-	return &hostKeys{path: path, lines: lines, bad: bad, now: time.Now}, nil
+	return &hostKeys{path: path, lines: lines, index: newKnownIndex(lines), bad: bad, now: time.Now}, nil
+}
+
+// linesFor returns the lines that may apply to host, in file order (see
+// knownIndex); all of them when there is no index.
+func (k *hostKeys) linesFor(host hostNames) []knownLine {
+	if k.index == nil {
+		return k.lines
+	}
+	idx := k.index.candidates(host)
+	out := make([]knownLine, len(idx))
+	for i, j := range idx {
+		out[i] = k.lines[j]
+	}
+	return out
 }
 
 // check is an ssh.HostKeyCallback. A failure is a *HostKeyError.
@@ -133,7 +148,7 @@ func (k *hostKeys) check(address string, _ net.Addr, key ssh.PublicKey) error {
 // ErrHostKeyRevoked when a malformed line that may be a revocation names
 // host (so that a typo never lifts a revocation).
 func (k *hostKeys) revoked(host hostNames, key ssh.PublicKey, cert *ssh.Certificate) (why string, err error) {
-	for _, l := range k.lines {
+	for _, l := range k.linesFor(host) {
 		if l.marker != markerRevoked || !host.match(l.patterns) {
 			continue
 		}
@@ -157,7 +172,7 @@ func (k *hostKeys) revoked(host hostNames, key ssh.PublicKey, cert *ssh.Certific
 // ErrUnknownHost when there are none.
 func (k *hostKeys) known(host hostNames, key ssh.PublicKey) error {
 	err := ErrUnknownHost
-	for _, l := range k.lines {
+	for _, l := range k.linesFor(host) {
 		if l.marker != markerNone || !host.match(l.patterns) {
 			continue
 		}
@@ -176,7 +191,7 @@ func (k *hostKeys) hasAuthority(host hostNames) bool {
 // isAuthority reports whether an @cert-authority line for host has ca
 // (any CA when ca is nil).
 func (k *hostKeys) isAuthority(host hostNames, ca ssh.PublicKey) bool {
-	for _, l := range k.lines {
+	for _, l := range k.linesFor(host) {
 		if l.marker == markerAuthority && host.match(l.patterns) && (ca == nil || sameKey(l.key, ca)) {
 			return true
 		}
@@ -254,7 +269,7 @@ func (k *hostKeys) algorithms(address string) []string {
 		add(certAlgorithms...)
 	}
 	plain := false
-	for _, l := range k.lines {
+	for _, l := range k.linesFor(host) {
 		if l.marker == markerNone && host.match(l.patterns) {
 			add(algorithmsFor(l.key.Type())...)
 			plain = true

@@ -88,7 +88,9 @@ func parseKnownLine(text string) (knownLine, error) {
 	if len(fields) < 3 {
 		return l, errors.New("too few fields (want [MARKER] HOSTS KEYTYPE BASE64-KEY [COMMENT])")
 	}
-	l.patterns = fields[0]
+	// A copy: a substring would keep the whole line's text alive, and
+	// known_hosts may have a line for each of 100,000 hosts.
+	l.patterns = strings.Clone(fields[0])
 	if strings.HasPrefix(l.patterns, "|") {
 		if _, _, err := decodeHashed(l.patterns); err != nil {
 			return l, err
