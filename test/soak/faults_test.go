@@ -42,7 +42,7 @@ var faultText = map[string]string{
 func schedule(p params) []faultSpec {
 	L := p.Lifetime
 	at := func(x float64) time.Duration { return time.Duration(x * float64(L)) }
-	if !p.Long {
+	if !p.LongFaults {
 		return []faultSpec{
 			{Kind: "hostdown", Host: "node-3", At: at(0.3), Dur: at(1.2)},
 			{Kind: "cadown", At: at(1.6), Dur: at(0.3)},
@@ -308,7 +308,7 @@ func (r *run) newKey(ctx context.Context, f *faultRec, h *testfleet.Host) error 
 	if rec == nil {
 		problems = append(problems, "no refused push of the renewed certificate in deploy.log")
 	} else {
-		f.Note = fmt.Sprintf("deploy.log: %s %q", rec.Result, rec.Error)
+		f.Note = fmt.Sprintf("deploy.log: %s %q", rec.Result, firstSentence(rec.Error))
 	}
 	if v, ok := r.metricValue("certpush_host_aligned", h.Name); !ok || v != "0" {
 		problems = append(problems, fmt.Sprintf("certpush_host_aligned for %s is %q, want 0", h.Name, v))
@@ -317,9 +317,9 @@ func (r *run) newKey(ctx context.Context, f *faultRec, h *testfleet.Host) error 
 		problems = append(problems, fmt.Sprintf(`certpush_hosts{result="failed"} is %q, want at least 1`, v))
 	}
 	state, detail := r.statusOf(ctx, h.Name)
-	f.Note += fmt.Sprintf("; status: %s %s", state, detail)
-	if state == "aligned" || state == "" {
-		problems = append(problems, fmt.Sprintf("certpush status says %q for %s", state, h.Name))
+	f.Note += fmt.Sprintf("; status: %s, %s", state, firstSentence(detail))
+	if state == "aligned" || state == "" || !strings.Contains(detail, "HOST KEY HAS CHANGED") {
+		problems = append(problems, fmt.Sprintf("certpush status says %q (%s) for %s, want it behind for the changed host key", state, detail, h.Name))
 	}
 	fp := ssh.FingerprintSHA256(h.HostKey)
 	cmd := exec.CommandContext(ctx, r.certpush, "--config", r.config, "trust", h.Name, "--fingerprint", fp)
@@ -403,8 +403,8 @@ func (r *run) statusOf(ctx context.Context, host string) (string, string) {
 		if e["host"] == host {
 			state, _ := e["state"].(string)
 			detail, _ := e["error"].(string)
-			if lp, ok := e["last_push"].(string); ok {
-				detail += " last push: " + lp
+			if lp, ok := e["last_push_error"].(string); ok {
+				detail += "last push error: " + lp
 			}
 			return state, detail
 		}
@@ -418,4 +418,12 @@ func run1(argv ...string) error {
 		return fmt.Errorf("%s: %w: %s", strings.Join(argv, " "), err, strings.TrimSpace(string(out)))
 	}
 	return nil
+}
+
+// firstSentence shortens an error for the report's table.
+func firstSentence(s string) string {
+	if i := strings.Index(s, ". "); i > 0 {
+		return s[:i+1]
+	}
+	return s
 }

@@ -35,6 +35,7 @@ var (
 	lifetimeFlag = flag.Duration("soak.lifetime", 0, "certificate lifetime (0: 4m long, 60s short)")
 	tickFlag     = flag.Duration("soak.tick", 0, "period of certpush sync's timer and of the node timers (0: 5s long, 3s short)")
 	cyclesFlag   = flag.Int("soak.cycles", 0, "renewal cycles to run (0: 32 long, 6 short)")
+	faultsFlag   = flag.String("soak.faults", "", "fault schedule: long (every fault; needs 16 hosts) or short (default: the run's)")
 )
 
 const certName = "example.test"
@@ -50,6 +51,8 @@ type params struct {
 	Cycles   int
 	Out      string
 	Faults   []faultSpec
+	// LongFaults: the long run's schedule of every fault.
+	LongFaults bool
 }
 
 func soakParams(t *testing.T) params {
@@ -81,6 +84,16 @@ func soakParams(t *testing.T) params {
 	}
 	if p.Out == "" {
 		p.Out = t.TempDir()
+	}
+	p.LongFaults = p.Long
+	switch *faultsFlag {
+	case "long":
+		p.LongFaults = true
+	case "short":
+		p.LongFaults = false
+	case "":
+	default:
+		t.Fatalf("-soak.faults %q: long or short", *faultsFlag)
 	}
 	p.Faults = schedule(p)
 	return p
