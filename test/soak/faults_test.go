@@ -117,7 +117,7 @@ func (r *run) latest() issued {
 // so that a renewal falls inside the fault.
 func (r *run) beforeRenewal(ctx context.Context, lead time.Duration) {
 	for ctx.Err() == nil {
-		t := r.latest().renewAt().Add(-lead)
+		t := r.latest().renewAt(r.p).Add(-lead)
 		if time.Until(t) > 0 {
 			sleepCtx(ctx, time.Until(t))
 			return

@@ -200,7 +200,7 @@ func (res *result) check(t *testing.T, p params) {
 			t.Errorf("%s (%s, %s): %d s served expired after its return, goal at most %d s", b.Host, b.Mode, b.Fault.Kind, b.Seconds, b.Goal)
 		}
 	}
-	if want := p.Cycles - 1; res.Cycles < want {
+	if want := p.Cycles; res.Cycles < want {
 		t.Errorf("%d renewal cycles, want at least %d", res.Cycles, want)
 	}
 	for f, d := range res.Heal {
@@ -244,9 +244,15 @@ func writeReport(p params, r *run, res *result) error {
 	fmt.Fprintf(&b, "Written by the %s run of `test/soak` on %s.\n\n", version, time.Now().UTC().Format("2006-01-02 15:04 MST"))
 	fmt.Fprintf(&b, "- Machine: %s, %s, %d CPUs (%s), %s\n", hostname, strings.TrimSpace(string(kernel)), runtime.NumCPU(), cpu, runtime.Version())
 	fmt.Fprintf(&b, "- Fleet: %d hosts on loopback (sshd + nginx each): %d `install: now`, %d `install: cron` (node timer: `certnode install` every %s)\n", p.Hosts, now, cron, p.Tick)
-	fmt.Fprintf(&b, "- CA: pebble (%s), profile with %s certificates, DNS-01 through challtestsrv; the CA's renewal window set for each certificate to 50-60 %% of its lifetime (pebble's own starts a day before issuance)\n", testacme.DefaultPebble, p.Lifetime)
+	renew := "certpush's default threshold for short lifetimes, half the lifetime"
+	if p.RenewBefore > 0 {
+		renew = fmt.Sprintf("`renew_before: %s`", p.RenewBefore)
+	}
+	fmt.Fprintf(&b, "- CA: pebble (%s), profile with %s certificates, DNS-01 through challtestsrv; renewal at %s left (%s), so a cycle is %s; the CA's renewal window (ARI) set for each certificate to start there (pebble's own starts a day before issuance, which would make every run renew)\n",
+		testacme.DefaultPebble, p.Lifetime, p.threshold(), renew, p.cycle())
 	fmt.Fprintf(&b, "- Management: `certpush sync --metrics-file ...` (the production command and a production-style config on disk) every %s, never two at once\n", p.Tick)
 	fmt.Fprintf(&b, "- Probe: a TLS handshake with every endpoint 4 times a second; per second the worst state counts\n")
+	fmt.Fprintf(&b, "- Load: highest 1-minute load average during the run %.1f on %d CPUs (the machine is shared)\n", r.maxLoad, runtime.NumCPU())
 	fmt.Fprintf(&b, "- Run: %s measured, %s wall for the whole test; **%d renewal cycles**; %d sync runs (%d failed, %d killed by a fault, longest %s)\n\n",
 		res.Measured.Round(time.Second), res.Wall.Round(time.Second), res.Cycles, res.Syncs.Runs, res.Syncs.Failed, res.Syncs.Killed, res.Syncs.Longest.Round(time.Millisecond))
 

@@ -34,7 +34,8 @@ var (
 	hostsFlag    = flag.Int("soak.hosts", 0, "number of hosts (0: 20 long, 5 short)")
 	lifetimeFlag = flag.Duration("soak.lifetime", 0, "certificate lifetime (0: 4m long, 60s short)")
 	tickFlag     = flag.Duration("soak.tick", 0, "period of certpush sync's timer and of the node timers (0: 5s long, 3s short)")
-	cyclesFlag   = flag.Int("soak.cycles", 0, "renewal cycles to run (0: 32 long, 6 short)")
+	cyclesFlag   = flag.Int("soak.cycles", 0, "renewal cycles to run (0: 32 long, 5 short)")
+	logsFlag     = flag.String("soak.logs", "", "directory to keep the run's logs in (sync.log, node logs, operator.log); default: a new temporary directory when the run is long or fails")
 	faultsFlag   = flag.String("soak.faults", "", "fault schedule: long (every fault; needs 16 hosts) or short (default: the run's)")
 )
 
@@ -49,8 +50,12 @@ type params struct {
 	Lifetime time.Duration
 	Tick     time.Duration
 	Cycles   int
-	Out      string
-	Faults   []faultSpec
+	// RenewBefore is the certificate's renew_before; 0 leaves certpush's
+	// default (half the lifetime, for short lifetimes).
+	RenewBefore time.Duration
+	Out         string
+	Logs        string
+	Faults      []faultSpec
 	// LongFaults: the long run's schedule of every fault.
 	LongFaults bool
 }
@@ -60,7 +65,11 @@ func soakParams(t *testing.T) params {
 	if p.Long {
 		p.Hosts, p.Lifetime, p.Tick, p.Cycles = 20, 4*time.Minute, 5*time.Second, 32
 	} else {
-		p.Hosts, p.Lifetime, p.Tick, p.Cycles = 5, 60*time.Second, 3*time.Second, 6
+		// Renewal at a third of the lifetime: the short run shares
+		// the machine with the rest of make test, so a sync can take
+		// many seconds; 40 s of margin, and a cycle of 20 s.
+		p.Hosts, p.Lifetime, p.Tick, p.Cycles = 5, 60*time.Second, 3*time.Second, 5
+		p.RenewBefore = 40 * time.Second
 	}
 	if *hostsFlag > 0 {
 		p.Hosts = *hostsFlag
@@ -74,6 +83,10 @@ func soakParams(t *testing.T) params {
 	if *cyclesFlag > 0 {
 		p.Cycles = *cyclesFlag
 	}
+	if *lifetimeFlag > 0 && !p.Long {
+		p.RenewBefore = *lifetimeFlag * 2 / 3
+	}
+	p.Logs = *logsFlag
 	p.Out = *outFlag
 	if p.Out == "" && p.Long {
 		out, err := exec.Command("go", "env", "GOMOD").Output()
@@ -120,6 +133,30 @@ func TestSoak(t *testing.T) {
 	}
 	t.Logf("soak: %d hosts, %d cycles, %s wall; report in %s", p.Hosts, res.Cycles, res.Wall.Round(time.Second), filepath.Join(p.Out, "SOAK.md"))
 	res.check(t, p)
+	r.keepLogs()
+}
+
+// keepLogs copies the run's logs out of its temporary directory when
+// asked to, for a long run, or when the run failed.
+func (r *run) keepLogs() {
+	dir := r.p.Logs
+	if dir == "" && (r.p.Long || r.t.Failed()) {
+		dir = filepath.Join(os.TempDir(), "certpush-soak-logs-"+time.Now().UTC().Format("20060102T150405"))
+	}
+	if dir == "" {
+		return
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		r.t.Log(err)
+		return
+	}
+	logs, _ := filepath.Glob(filepath.Join(r.dir, "*.log"))
+	for _, l := range logs {
+		if data, err := os.ReadFile(l); err == nil {
+			os.WriteFile(filepath.Join(dir, filepath.Base(l)), data, 0o600)
+		}
+	}
+	r.t.Logf("soak logs kept in %s", dir)
 }
 
 // run is one soak in progress.
@@ -156,6 +193,7 @@ type run struct {
 	faults   []*faultRec
 	ops      []string
 	notes    []string
+	maxLoad  float64 // highest 1-minute load average seen
 }
 
 // issued is one certificate as the store made it current.
@@ -166,8 +204,19 @@ type issued struct {
 	Seen                time.Time // when it became current
 }
 
-// renewAt is when certpush's threshold (half the lifetime) makes it due.
-func (c issued) renewAt() time.Time { return c.NotAfter.Add(-c.NotAfter.Sub(c.NotBefore) / 2) }
+// threshold is the renew_before in effect for a certificate of the run.
+func (p params) threshold() time.Duration {
+	if p.RenewBefore > 0 {
+		return p.RenewBefore
+	}
+	return p.Lifetime / 2 // certpush's default for short lifetimes
+}
+
+// renewAt is when the threshold makes the certificate due.
+func (c issued) renewAt(p params) time.Time { return c.NotAfter.Add(-p.threshold()) }
+
+// cycle is the time between two renewals.
+func (p params) cycle() time.Duration { return p.Lifetime - p.threshold() }
 
 type syncRun struct {
 	Start    time.Time
@@ -246,9 +295,12 @@ func setup(t *testing.T, p params) *run {
   dns_resolvers: [%q]
   disable_propagation_check: true
 `, r.srv.DirectoryURL, r.srv.ListenerCAFile, r.srv.DNSAddr)
+	cert := map[string]any{"challenge": map[string]any{"type": "dns-01", "provider": "exec"}, "profile": "soak"}
+	if p.RenewBefore > 0 {
+		cert["renew_before"] = p.RenewBefore.String()
+	}
 	err = r.fleet.WriteInventory(r.config, testfleet.InventoryOptions{
-		StateDir: r.stateDir, Parallel: 32, Timeout: 15 * time.Second, Extra: extra,
-		Cert: map[string]any{"challenge": map[string]any{"type": "dns-01", "provider": "exec"}, "profile": "soak"},
+		StateDir: r.stateDir, Parallel: 32, Timeout: 15 * time.Second, Extra: extra, Cert: cert,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -487,12 +539,11 @@ func (r *run) see(b *bundle.Bundle) {
 	}
 	// The CA's renewal window, as a CA with short certificates would
 	// suggest it (pebble's own starts a day before any certificate of a
-	// few minutes is issued, which makes every run renew): from half the
-	// lifetime to 60 % of it.
-	life := leaf.NotAfter.Sub(leaf.NotBefore)
+	// few minutes is issued, which makes every run renew): from the
+	// threshold on, for a tenth of the lifetime.
 	ctx, cancel := context.WithTimeout(r.ctx, 10*time.Second)
 	defer cancel()
-	if err := r.srv.SetRenewalInfo(ctx, leaf, leaf.NotBefore.Add(life/2), leaf.NotBefore.Add(life*6/10)); err != nil {
+	if err := r.srv.SetRenewalInfo(ctx, leaf, c.renewAt(r.p), c.renewAt(r.p).Add(r.p.Lifetime/10)); err != nil {
 		r.mu.Lock()
 		r.notes = append(r.notes, fmt.Sprintf("%s: set the CA's renewal window of %s: %v", time.Now().UTC().Format(time.TimeOnly), c.Serial, err))
 		r.mu.Unlock()
@@ -524,16 +575,31 @@ func (r *run) run() {
 			}
 		}
 	})
+	wg.Go(func() {
+		for ctx.Err() == nil {
+			if data, err := os.ReadFile("/proc/loadavg"); err == nil {
+				if f := strings.Fields(string(data)); len(f) > 0 {
+					if v, err := strconv.ParseFloat(f[0], 64); err == nil {
+						r.mu.Lock()
+						r.maxLoad = max(r.maxLoad, v)
+						r.mu.Unlock()
+					}
+				}
+			}
+			sleepCtx(ctx, 5*time.Second)
+		}
+	})
 	faultsDone := make(chan struct{})
 	go func() {
 		defer close(faultsDone)
 		r.runFaults(ctx)
 	}()
-	// The cycles: renewals after the first certificate.
-	end := r.start.Add(time.Duration(r.p.Cycles)*r.p.Lifetime/2 + r.p.Lifetime/4)
-	select {
-	case <-r.ctx.Done():
-	case <-time.After(time.Until(end)):
+	// The cycles: renewals after the first certificate. A cycle is the
+	// threshold's interval plus the time an order takes; the deadline
+	// allows a minute more per cycle.
+	deadline := r.start.Add(time.Duration(r.p.Cycles) * (r.p.cycle() + time.Minute))
+	for r.ctx.Err() == nil && time.Now().Before(deadline) && r.cycles() < r.p.Cycles {
+		sleepCtx(r.ctx, time.Second)
 	}
 	<-faultsDone
 	// Let the last fault heal before stopping: at most one lifetime.
@@ -541,6 +607,12 @@ func (r *run) run() {
 	r.stop = time.Now()
 	cancel()
 	wg.Wait()
+}
+
+func (r *run) cycles() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.history) - 1
 }
 
 // waitAligned waits until every host serves the current certificate, at
@@ -586,7 +658,7 @@ func (r *run) probe(ctx context.Context, name string) {
 		}
 		now := time.Now()
 		s := &second{State: stateNoAnswer}
-		served, err := verify.Probe(ctx, r.probeAddr[name], sni, time.Second)
+		served, err := verify.Probe(ctx, r.probeAddr[name], sni, 2*time.Second)
 		if err == nil {
 			s.FP = served.Fingerprint
 			s.NotAfter = served.Leaf.NotAfter
