@@ -92,6 +92,14 @@ func (r *run) runFaults(ctx context.Context) {
 		if f.End.IsZero() {
 			f.End = time.Now()
 		}
+		if f.Host != "" && f.Kind != "newkey" {
+			// Evidence that the fault bit: pushes refused meanwhile (or
+			// just after, for the one reload refused).
+			n, first := r.failedPushes(f.Host, f.Start, f.End.Add(r.p.Tick))
+			if n > 0 {
+				f.Note = strings.TrimPrefix(f.Note+fmt.Sprintf("; %d failed pushes, first: %q", n, firstSentence(first)), "; ")
+			}
+		}
 		r.mu.Lock()
 		r.faults = append(r.faults, f)
 		r.mu.Unlock()
@@ -426,4 +434,28 @@ func firstSentence(s string) string {
 		return s[:i+1]
 	}
 	return s
+}
+
+// failedPushes counts the failed pushes to host in deploy.log between
+// from and to, and returns the first one's error.
+func (r *run) failedPushes(host string, from, to time.Time) (int, string) {
+	data, err := os.ReadFile(filepath.Join(r.stateDir, "deploy.log"))
+	if err != nil {
+		return 0, ""
+	}
+	n, first := 0, ""
+	for _, line := range strings.Split(string(data), "\n") {
+		var d deployRecord
+		if json.Unmarshal([]byte(line), &d) != nil || d.Host != host || d.Result != "failed" {
+			continue
+		}
+		if d.Time.Before(from.Add(-time.Second)) || d.Time.After(to) {
+			continue
+		}
+		if n == 0 {
+			first = d.Error
+		}
+		n++
+	}
+	return n, first
 }
