@@ -20,7 +20,7 @@ DEB_VERSION ?= $(shell packaging/version.sh)
 DEB_ARCH    ?= amd64 arm64
 DIST        ?= dist
 
-.PHONY: all build test demo lint deps fuzz bench clean deb install
+.PHONY: all build test demo lint deps fuzz bench clean deb install soak
 
 all: build
 
@@ -54,6 +54,12 @@ fuzz:
 
 bench:
 	bench/run.sh
+
+# The long soak (docs/soak.md): 20 hosts, 4-minute certificates, every
+# fault, 30+ renewal cycles (about 70 minutes); rewrites SOAK.md and
+# soak/*.png. `make test` runs the short version.
+soak: deps
+	$(GO) test -count=1 -timeout 3h -run '^TestSoak$$' -v ./test/soak/ -args -soak.long
 
 # certpush_<version>_<arch>.deb and certnode_<version>_<arch>.deb, built
 # with nfpm (pinned in tools/go.mod).

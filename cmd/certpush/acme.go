@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sort"
+	"strings"
 	"time"
 
 	"github.com/certpush/certpush/internal/acme"
@@ -85,7 +87,8 @@ func (e *env) renewAndPush(ctx context.Context, cfg *inventory.Config, certs []*
 		var next time.Time
 		if cert.Challenge != nil {
 			var err error
-			if next, err = e.renewOne(ctx, cfg, cert); err != nil {
+			catchUp := func() { e.catchUp(ctx, cfg, cert.Name, pf) }
+			if next, err = e.renewOne(ctx, cfg, cert, catchUp); err != nil {
 				// A usage error stops the run and is reported once, by
 				// the caller; other failures are reported here and the
 				// other certificates go on.
@@ -220,7 +223,10 @@ for each lifetime.`,
 // when the (new) current certificate is next due, zero if unknown. The
 // CA's renewal information is asked once per Retry-After (kept in
 // <state_dir>/ari/NAME.json); a certificate revoked by certpush is due.
-func (e *env) renewOne(ctx context.Context, cfg *inventory.Config, cert *inventory.Cert) (time.Time, error) {
+//
+// beforeOrder, when not nil, runs when a renewal is due and the current
+// certificate is still valid, before the order.
+func (e *env) renewOne(ctx context.Context, cfg *inventory.Config, cert *inventory.Cert, beforeOrder func()) (time.Time, error) {
 	cur, err := e.store(cfg).Current(cert.Name)
 	if errors.Is(err, bundle.ErrNoBundle) {
 		e.note("%s: no certificate yet: obtaining one", cert.Name)
@@ -271,7 +277,45 @@ func (e *env) renewOne(ctx context.Context, cfg *inventory.Config, cert *invento
 		return d.RenewAt, nil
 	}
 	e.note("%s: renewing: %s", cert.Name, d.Reason)
+	if beforeOrder != nil && now.Before(leaf.NotAfter) {
+		beforeOrder()
+	}
 	return e.obtainAndNext(ctx, client, cfg, cert, leaf)
+}
+
+// catchUp pushes the current bundle, before a renewal's order, to the
+// hosts whose last push failed. A host back from an outage may serve an
+// expired certificate: it gets the current one at once, not only after
+// the order (which takes a while, or fails when the CA is down). The push
+// after the renewal brings it the new one as usual.
+func (e *env) catchUp(ctx context.Context, cfg *inventory.Config, name string, pf pushFlags) {
+	if pf.dryRun {
+		return
+	}
+	st, err := loadFleetState(cfg.StateDir)
+	if err != nil {
+		e.log.Warn("read the push state", "error", err)
+		return
+	}
+	only := hostList(pf.hosts)
+	var behind []string
+	for host, hs := range st[name] {
+		if hs.LastResult == push.Failed && (len(only) == 0 || only[host]) {
+			behind = append(behind, host)
+		}
+	}
+	if len(behind) == 0 {
+		return
+	}
+	sort.Strings(behind)
+	cpf := pf
+	cpf.hosts = strings.Join(behind, ",")
+	e.note("%s: before the order, the current certificate to the hosts whose last push failed: %s", name, cpf.hosts)
+	// pushCert writes the deploy log; hosts.json and the metrics follow
+	// the push after the renewal.
+	if _, err := e.pushCert(ctx, cfg, name, cpf); err != nil {
+		e.log.Warn("push the current certificate before the order", "cert", name, "error", err)
+	}
 }
 
 // dueSource says where a renewal time comes from.

@@ -21,6 +21,8 @@ type hostState struct {
 	LastSuccess time.Time `json:"last_success"`
 	BundleID    string    `json:"bundle_id"`
 	LastResult  string    `json:"last_result"`
+	// LastError is the last push's error when it failed, for status.
+	LastError string `json:"last_error,omitempty"`
 }
 
 type fleetState map[string]map[string]hostState // cert -> host -> state
@@ -53,6 +55,10 @@ func (st fleetState) record(stateDir string, rep certReport, now time.Time) erro
 		}
 		h := hosts[r.Host]
 		h.LastResult = r.Result
+		h.LastError = ""
+		if r.Result == push.Failed {
+			h.LastError = r.ErrorText
+		}
 		if r.OK() {
 			h.LastSuccess = now.UTC()
 			h.BundleID = r.BundleID

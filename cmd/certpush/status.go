@@ -14,6 +14,7 @@ import (
 	"github.com/certpush/certpush/internal/bundle"
 	"github.com/certpush/certpush/internal/cli"
 	"github.com/certpush/certpush/internal/inventory"
+	"github.com/certpush/certpush/internal/push"
 	"github.com/certpush/certpush/internal/report"
 	"github.com/certpush/certpush/internal/verify"
 )
@@ -77,7 +78,14 @@ func (e *env) statusCommand() *cli.Command {
 				return fmt.Errorf("write status page: %w", err)
 			}
 		}
-		if err := e.printStatus(reports, counts, summary, *hash, *asJSON, waveStatuses(cfg, names, reports)); err != nil {
+		// Why a host is behind, when the last push to it failed (a
+		// changed host key, a refused install): the endpoint only shows
+		// the old certificate.
+		st, err := loadFleetState(cfg.StateDir)
+		if err != nil {
+			e.log.Warn("read the push state", "error", err)
+		}
+		if err := e.printStatus(withLastPush(reports, st), counts, summary, *hash, *asJSON, waveStatuses(cfg, names, reports)); err != nil {
 			return err
 		}
 		if counts[verify.Aligned] != len(reports) {
@@ -126,11 +134,30 @@ func (e *env) statusEndpoints(cfg *inventory.Config, names []string) ([]verify.E
 }
 
 // printStatus prints the survey as JSON or as a table and a summary.
-func (e *env) printStatus(reports []verify.Report, counts map[string]int, summary, hash string, asJSON bool, waves []waveStatus) error {
-	if asJSON {
-		if reports == nil {
-			reports = []verify.Report{}
+// statusEntry is one endpoint of status: the survey's report and, for an
+// endpoint not aligned whose host's last push failed, that push's error.
+type statusEntry struct {
+	verify.Report
+	LastPushError string `json:"last_push_error,omitempty"`
+}
+
+func withLastPush(reports []verify.Report, st fleetState) []statusEntry {
+	out := make([]statusEntry, 0, len(reports))
+	for _, r := range reports {
+		se := statusEntry{Report: r}
+		if hs, ok := st[r.Cert][r.Host]; ok && r.State != verify.Aligned && hs.LastResult == push.Failed {
+			se.LastPushError = hs.LastError
+			if se.LastPushError == "" {
+				se.LastPushError = "failed"
+			}
 		}
+		out = append(out, se)
+	}
+	return out
+}
+
+func (e *env) printStatus(reports []statusEntry, counts map[string]int, summary, hash string, asJSON bool, waves []waveStatus) error {
+	if asJSON {
 		enc := json.NewEncoder(e.stdout)
 		enc.SetIndent("", "  ")
 		out := map[string]any{"endpoints": reports, "counts": counts, "summary": summary}
@@ -155,6 +182,11 @@ func (e *env) printStatus(reports []verify.Report, counts map[string]int, summar
 	}
 	if err := printWaves(e.stdout, waves); err != nil {
 		return err
+	}
+	for _, r := range reports {
+		if r.LastPushError != "" {
+			fmt.Fprintf(e.stdout, "%s %s: last push failed: %s\n", r.Cert, r.Host, r.LastPushError)
+		}
 	}
 	_, err := fmt.Fprintln(e.stdout, summary)
 	return err

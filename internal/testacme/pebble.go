@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -161,4 +162,19 @@ const (
 func newChallTestSrv(prog string) bool {
 	out, _ := exec.Command(prog, "-h").CombinedOutput()
 	return bytes.Contains(out, []byte("-dnsserver"))
+}
+
+// Pause freezes pebble (SIGSTOP): its port still accepts connections but
+// nothing answers, as a CA that is down or overloaded looks to a client.
+// Resume lets it go on. challtestsrv keeps running.
+func (s *Server) Pause() error { return s.signalPebble(syscall.SIGSTOP) }
+
+// Resume undoes Pause (SIGCONT).
+func (s *Server) Resume() error { return s.signalPebble(syscall.SIGCONT) }
+
+func (s *Server) signalPebble(sig syscall.Signal) error {
+	if s.pebble == nil || s.pebble.Exited() {
+		return errors.New("pebble is not running")
+	}
+	return syscall.Kill(s.pebble.Pid(), sig)
 }
