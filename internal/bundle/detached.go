@@ -1,12 +1,8 @@
 package bundle
 
 import (
-	"bytes"
 	"crypto/ed25519"
 	"encoding/base64"
-	"fmt"
-	"slices"
-	"strings"
 )
 
 // Detached signatures sign other documents than manifests (pull mode's
@@ -31,38 +27,8 @@ func (s *Signer) SignDetached(context string, doc []byte) []Signature {
 // anything is accepted; otherwise one signature by a trusted key must
 // verify, and none by a trusted key may fail.
 func VerifyDetached(context string, doc []byte, sigs []Signature, trusted []ed25519.PublicKey) error {
-	if len(trusted) == 0 {
-		return nil
-	}
-	if len(sigs) == 0 {
-		return ErrUnsigned
-	}
-	if len(sigs) > MaxSignatures {
-		return fmt.Errorf("%w: %d signatures, more than the %d allowed", ErrBadSignature, len(sigs), MaxSignatures)
-	}
 	msg := detachedMessage(context, doc)
-	verified := false
-	var untrusted []string
-	for _, s := range sigs {
-		pub, err := base64.StdEncoding.DecodeString(s.SigningKey)
-		if err != nil || len(pub) != ed25519.PublicKeySize {
-			return fmt.Errorf("%w: malformed signing key", ErrBadSignature)
-		}
-		i := slices.IndexFunc(trusted, func(k ed25519.PublicKey) bool { return bytes.Equal(k, pub) })
-		if i < 0 {
-			untrusted = append(untrusted, s.SigningKey)
-			continue
-		}
-		sig, err := base64.StdEncoding.DecodeString(s.Signature)
-		if err != nil || !ed25519.Verify(trusted[i], msg, sig) {
-			return ErrBadSignature
-		}
-		verified = true
-	}
-	if !verified {
-		return fmt.Errorf("%w (%s)", ErrUntrustedKey, strings.Join(untrusted, ", "))
-	}
-	return nil
+	return verifySignatures(sigs, trusted, func(string) ([]byte, error) { return msg, nil })
 }
 
 func detachedMessage(context string, doc []byte) []byte {

@@ -205,10 +205,17 @@ func (m *Manifest) Marshal() ([]byte, error) {
 // carry a valid signature by one of them. A signature by a trusted key
 // that does not verify is an error even when another one does.
 func (m *Manifest) VerifySignature(trusted []ed25519.PublicKey) error {
+	return verifySignatures(m.signatures(), trusted, m.signedBytes)
+}
+
+// verifySignatures is the check of VerifySignature and VerifyDetached:
+// with no trusted keys anything is accepted; otherwise one of sigs by a
+// trusted key must verify over signed(its key), and none by a trusted
+// key may fail.
+func verifySignatures(sigs []Signature, trusted []ed25519.PublicKey, signed func(key string) ([]byte, error)) error {
 	if len(trusted) == 0 {
 		return nil
 	}
-	sigs := m.signatures()
 	if len(sigs) == 0 {
 		return ErrUnsigned
 	}
@@ -231,7 +238,7 @@ func (m *Manifest) VerifySignature(trusted []ed25519.PublicKey) error {
 		if err != nil {
 			return fmt.Errorf("%w: malformed signature", ErrBadSignature)
 		}
-		msg, err := m.signedBytes(s.SigningKey)
+		msg, err := signed(s.SigningKey)
 		if err != nil {
 			return err
 		}
