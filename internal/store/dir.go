@@ -127,21 +127,29 @@ func temp(p string, data []byte) (string, error) {
 	return tmp, nil
 }
 
+// stage writes data to a temporary file beside key's path and takes the
+// store's lock: what Create and Replace do before they look.
+func (d *Dir) stage(ctx context.Context, key string, data []byte) (p, tmp string, unlock func(), err error) {
+	if p, err = d.path(key); err != nil {
+		return "", "", nil, err
+	}
+	if tmp, err = temp(p, data); err != nil {
+		return "", "", nil, fmt.Errorf("object %s: %w", key, err)
+	}
+	if unlock, err = d.lock(ctx); err != nil {
+		os.Remove(tmp)
+		return "", "", nil, err
+	}
+	return p, tmp, unlock, nil
+}
+
 // Create implements Store.
 func (d *Dir) Create(ctx context.Context, key string, data []byte) (string, error) {
-	p, err := d.path(key)
+	p, tmp, unlock, err := d.stage(ctx, key, data)
 	if err != nil {
 		return "", err
-	}
-	tmp, err := temp(p, data)
-	if err != nil {
-		return "", fmt.Errorf("object %s: %w", key, err)
 	}
 	defer os.Remove(tmp)
-	unlock, err := d.lock(ctx)
-	if err != nil {
-		return "", err
-	}
 	defer unlock()
 	if err := os.Link(tmp, p); errors.Is(err, fs.ErrExist) {
 		return "", fmt.Errorf("object %s: %w: it exists", key, ErrPrecondition)
@@ -153,19 +161,11 @@ func (d *Dir) Create(ctx context.Context, key string, data []byte) (string, erro
 
 // Replace implements Store.
 func (d *Dir) Replace(ctx context.Context, key string, data []byte, etag string) (string, error) {
-	p, err := d.path(key)
+	p, tmp, unlock, err := d.stage(ctx, key, data)
 	if err != nil {
 		return "", err
-	}
-	tmp, err := temp(p, data)
-	if err != nil {
-		return "", fmt.Errorf("object %s: %w", key, err)
 	}
 	defer os.Remove(tmp)
-	unlock, err := d.lock(ctx)
-	if err != nil {
-		return "", err
-	}
 	defer unlock()
 	cur, err := d.Get(ctx, key, "", 1<<30)
 	if err != nil {
