@@ -5,9 +5,11 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/certpush/certpush/internal/acme"
@@ -87,7 +89,7 @@ func (e *env) renewAndPush(ctx context.Context, cfg *inventory.Config, certs []*
 		var next time.Time
 		if cert.Challenge != nil {
 			var err error
-			catchUp := func() { e.catchUp(ctx, cfg, cert.Name, pf) }
+			catchUp := func() func() { return e.catchUp(ctx, cfg, cert.Name, pf) }
 			if next, err = e.renewOne(ctx, cfg, cert, catchUp); err != nil {
 				// A usage error stops the run and is reported once, by
 				// the caller; other failures are reported here and the
@@ -225,8 +227,9 @@ for each lifetime.`,
 // <state_dir>/ari/NAME.json); a certificate revoked by certpush is due.
 //
 // beforeOrder, when not nil, runs when a renewal is due and the current
-// certificate is still valid, before the order.
-func (e *env) renewOne(ctx context.Context, cfg *inventory.Config, cert *inventory.Cert, beforeOrder func()) (time.Time, error) {
+// certificate is still valid, before the order; the function it returns
+// runs when the order is over.
+func (e *env) renewOne(ctx context.Context, cfg *inventory.Config, cert *inventory.Cert, beforeOrder func() (afterOrder func())) (time.Time, error) {
 	cur, err := e.store(cfg).Current(cert.Name)
 	if errors.Is(err, bundle.ErrNoBundle) {
 		e.note("%s: no certificate yet: obtaining one", cert.Name)
@@ -278,7 +281,7 @@ func (e *env) renewOne(ctx context.Context, cfg *inventory.Config, cert *invento
 	}
 	e.note("%s: renewing: %s", cert.Name, d.Reason)
 	if beforeOrder != nil && now.Before(leaf.NotAfter) {
-		beforeOrder()
+		defer beforeOrder()()
 	}
 	return e.obtainAndNext(ctx, client, cfg, cert, leaf)
 }
@@ -286,16 +289,21 @@ func (e *env) renewOne(ctx context.Context, cfg *inventory.Config, cert *invento
 // catchUp pushes the current bundle, before a renewal's order, to the
 // hosts whose last push failed. A host back from an outage may serve an
 // expired certificate: it gets the current one at once, not only after
-// the order (which takes a while, or fails when the CA is down). The push
-// after the renewal brings it the new one as usual.
-func (e *env) catchUp(ctx context.Context, cfg *inventory.Config, name string, pf pushFlags) {
+// the order (which takes a while, or fails when the CA is down). Hosts
+// still out of reach are tried again while the order runs, from every
+// catchUpFirst up to every catchUpMax, so one that returns during a long
+// order is not left serving an expired certificate until it ends. The
+// returned function stops that and waits for a push under way; the push
+// after the renewal brings every host the new certificate as usual.
+func (e *env) catchUp(ctx context.Context, cfg *inventory.Config, name string, pf pushFlags) (stop func()) {
+	stop = func() {}
 	if pf.dryRun {
-		return
+		return stop
 	}
 	st, err := loadFleetState(cfg.StateDir)
 	if err != nil {
 		e.log.Warn("read the push state", "error", err)
-		return
+		return stop
 	}
 	only := hostList(pf.hosts)
 	var behind []string
@@ -305,17 +313,71 @@ func (e *env) catchUp(ctx context.Context, cfg *inventory.Config, name string, p
 		}
 	}
 	if len(behind) == 0 {
-		return
+		return stop
 	}
 	sort.Strings(behind)
-	cpf := pf
-	cpf.hosts = strings.Join(behind, ",")
-	e.note("%s: before the order, the current certificate to the hosts whose last push failed: %s", name, cpf.hosts)
-	// pushCert writes the deploy log; hosts.json and the metrics follow
-	// the push after the renewal.
-	if _, err := e.pushCert(ctx, cfg, name, cpf); err != nil {
-		e.log.Warn("push the current certificate before the order", "cert", name, "error", err)
+	e.note("%s: before the order, the current certificate to the hosts whose last push failed: %s", name, strings.Join(behind, ","))
+	if behind = e.catchUpPush(ctx, cfg, name, pf, behind); len(behind) == 0 {
+		return stop
 	}
+	// The order runs on this goroutine, the retries on another: they
+	// share the output through a lock, and the retries show no progress.
+	notes, stderr := e.notes, e.stderr
+	e.notes, e.stderr = &lockedWriter{mu: e.out, w: notes}, &lockedWriter{mu: e.out, w: stderr}
+	retry := *e
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for wait := catchUpFirst; len(behind) > 0; wait = min(2*wait, catchUpMax) {
+			select {
+			case <-rctx.Done():
+				return
+			case <-time.After(wait):
+			}
+			behind = retry.catchUpPush(rctx, cfg, name, pf, behind)
+		}
+	}()
+	return func() {
+		cancel()
+		<-done
+		e.notes, e.stderr = notes, stderr
+	}
+}
+
+// How often catchUp tries the hosts still behind while an order runs.
+var catchUpFirst, catchUpMax = 2 * time.Second, 30 * time.Second
+
+// catchUpPush pushes the current bundle of name to hosts and returns
+// those that still failed. pushCert writes the deploy log; hosts.json and
+// the metrics follow the push after the renewal.
+func (e *env) catchUpPush(ctx context.Context, cfg *inventory.Config, name string, pf pushFlags, hosts []string) (failed []string) {
+	pf.hosts = strings.Join(hosts, ",")
+	rep, err := e.pushCert(ctx, cfg, name, pf)
+	if err != nil {
+		e.log.Warn("push the current certificate before the order", "cert", name, "error", err)
+		return nil
+	}
+	for _, r := range rep.Results {
+		if r.Result == push.Failed {
+			failed = append(failed, r.Host)
+		} else if r.OK() {
+			e.note("%s: %s caught up with %s while the order runs", name, r.Host, rep.BundleID)
+		}
+	}
+	return failed
+}
+
+// lockedWriter serializes writes to w under mu.
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
 
 // dueSource says where a renewal time comes from.

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -60,5 +61,76 @@ func TestSyncCatchesUpFailedHostsBeforeTheOrder(t *testing.T) {
 	want := []string{missed + " failed", missed + " installed", renewed.ID + " installed"}
 	if len(got) < 3 || strings.Join(got[len(got)-3:], ",") != strings.Join(want, ",") {
 		t.Errorf("%s's deploy log %q, want it to end with %q", away.Name, got, want)
+	}
+}
+
+// A host that comes back while the order runs gets the current
+// certificate during the order, not after it: sync keeps trying the hosts
+// still behind until the order ends. The DNS hook holds the order until
+// the test has seen the returned host serve the current certificate.
+func TestSyncCatchesUpAHostReturningDuringTheOrder(t *testing.T) {
+	profiles := map[string]testacme.Profile{"threeminutes": {Validity: 3 * time.Minute}}
+	w := newModernWorld(t, 2, testacme.Options{Profiles: profiles}, withDNS01(map[string]any{"profile": "threeminutes"}), "")
+	if code, _, _ := w.certpush("obtain", certName); code != 0 {
+		t.Fatalf("obtain exited %d", code)
+	}
+	away := w.fleet.Hosts[1]
+	if err := away.StopSSH(); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, _ := w.certpush("sync"); code != 1 {
+		t.Fatalf("sync with %s down exited %d, want 1", away.Name, code)
+	}
+	missed := w.current().Manifest
+
+	// The DNS hook of the next order waits for release (at most 60 s).
+	dir := t.TempDir()
+	started, release := filepath.Join(dir, "started"), filepath.Join(dir, "release")
+	gate := filepath.Join(dir, "gate")
+	script := fmt.Sprintf("#!/bin/sh\nif [ \"$1\" = present ]; then\n\t: >%s\n\ti=0\n\twhile [ ! -e %s ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done\nfi\nexec %s \"$@\"\n", started, release, os.Getenv("EXEC_PATH"))
+	if err := os.WriteFile(gate, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("EXEC_PATH", gate)
+	defer os.WriteFile(release, nil, 0o644)
+
+	type result struct {
+		code   int
+		stdout string
+	}
+	res := make(chan result, 1)
+	go func() {
+		code, stdout, _ := w.certpush("sync")
+		res <- result{code, stdout}
+	}()
+	waitFor(t, 60*time.Second, "the order to start", func() bool { _, err := os.Stat(started); return err == nil })
+	if err := away.StartSSH(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, away.Name+" to serve the current certificate during the order", func() bool {
+		fp, err := away.ServedFingerprint(context.Background(), "www.example.test")
+		return err == nil && fp == missed.Fingerprint
+	})
+	if err := os.WriteFile(release, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := <-res
+	if r.code != 0 || !strings.Contains(r.stdout, away.Name+" caught up with "+missed.ID+" while the order runs") {
+		t.Fatalf("sync: %d %q", r.code, r.stdout)
+	}
+	renewed := w.current().Manifest
+	if renewed.ID == missed.ID {
+		t.Fatal("sync did not renew")
+	}
+	w.wantServed(renewed.Fingerprint, renewed.Fingerprint)
+}
+
+// waitFor polls ok every 100 ms until it holds, failing the test after d.
+func waitFor(t *testing.T, d time.Duration, what string, ok func() bool) {
+	t.Helper()
+	for end := time.Now().Add(d); !ok(); time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatalf("waited %s for %s", d, what)
+		}
 	}
 }

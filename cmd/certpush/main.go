@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"time"
 
@@ -42,10 +43,13 @@ type env struct {
 	progressShown  bool
 	newKey         bool              // obtain --new-key
 	fences         map[string]string // renew --lease: publish fenced on current's ETag
+	// out serializes the log's writes with those of another goroutine
+	// (catchUp's retries during an order).
+	out *sync.Mutex
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	e := &env{stdout: stdout, stderr: stderr, level: new(slog.LevelVar), notes: stdout, getenv: os.Getenv, log: slog.New(slog.DiscardHandler)}
+	e := &env{stdout: stdout, stderr: stderr, level: new(slog.LevelVar), notes: stdout, getenv: os.Getenv, log: slog.New(slog.DiscardHandler), out: new(sync.Mutex)}
 	p := &cli.Program{
 		Name:    "certpush",
 		Summary: "certpush keeps one TLS certificate per domain valid on every host that serves it.",
@@ -85,7 +89,7 @@ Exit status: 0 done (or nothing to do), 1 some hosts or certificates failed,
 // warnings and errors are logged unless -v asks for more.
 func (e *env) start(g cli.Globals) {
 	e.level.Set(g.Level)
-	e.log = g.Logger(e.stderr, e.level)
+	e.log = g.Logger(&lockedWriter{mu: e.out, w: e.stderr}, e.level)
 	e.configPath = g.Config
 	if e.configPath == "" {
 		e.configPath = e.getenv("CERTPUSH_CONFIG")
