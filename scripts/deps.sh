@@ -9,7 +9,8 @@
 # exec target), jq and openssl (the cloud exec targets and the test exec
 # targets) and shellcheck (hooks/targets) for the load-balancer tests;
 # ansible-core and puppet for the node roles' tests (test/ansible,
-# test/puppet), cron for Ansible's cron module.
+# test/puppet), cron for Ansible's cron module, python3-apt for its apt
+# module (the roles' package method).
 # pebble v2.10.3 and its pebble-challtestsrv (profiles, ARI,
 # dns-persist-01, which Debian's pebble 2.4 lacks) are built with go
 # install into $(go env GOPATH)/bin, where internal/testacme looks first.
@@ -31,7 +32,7 @@ else
   exit 1
 fi
 
-packages=(openssh-server openssh-client nginx-light pebble certbot sudo nftables iproute2 prometheus chromium lintian systemd haproxy socat jq openssl shellcheck ansible-core puppet cron)
+packages=(openssh-server openssh-client nginx-light pebble certbot sudo nftables iproute2 prometheus chromium lintian systemd haproxy socat jq openssl shellcheck ansible-core puppet cron python3-apt)
 need=()
 command -v /usr/sbin/sshd >/dev/null || need+=(openssh-server)
 [ -x /usr/lib/openssh/sftp-server ] || need+=(openssh-server)
@@ -55,6 +56,7 @@ command -v shellcheck >/dev/null || need+=(shellcheck)
 command -v ansible-playbook >/dev/null || need+=(ansible-core)
 command -v puppet >/dev/null || need+=(puppet)
 command -v crontab >/dev/null || need+=(cron)
+/usr/bin/python3 -c 'import apt' 2>/dev/null || need+=(python3-apt)
 # versitygw (S3-compatible server for the pull-mode tests): built once with
 # go install into $(go env GOPATH)/bin (about 3 minutes cold), then cached.
 # No root needed.

@@ -24,12 +24,22 @@ import (
 // then installs and serves a pushed certificate through the push account;
 // a second run changes nothing; --check --diff changes nothing, and on a
 // node whose config was edited shows the change without making it.
+//
+// A second node in the same runs installs certnode the way most users
+// will, from its .deb (built with make deb; install_method package), in
+// install: cron with the package's certnode-install.timer: the package
+// is installed and unchanged but for its conffile, the role enables the
+// packaged timer (systemd-analyze verify accepts its units), and the
+// timer's service installs what certpush uploaded.
 func TestAnsibleRoles(t *testing.T) {
 	testfleet.Require(t, "ansible-playbook")
 	start := time.Now()
 	w := nodetest.Start(t)
-	t.Logf("node started in %s", time.Since(start).Round(time.Millisecond))
-	a := newPlaybook(t, w)
+	// One more node in the same runs: certnode from its .deb, install:
+	// cron with the package's systemd timer.
+	wp := nodetest.StartWith(t, nodetest.Options{Mode: "cron", Package: true})
+	t.Logf("nodes started in %s", time.Since(start).Round(time.Millisecond))
+	a := newPlaybook(t, w, wp)
 
 	// A fingerprint that is not the node's: the play fails, nothing is
 	// trusted or listed.
@@ -44,13 +54,17 @@ func TestAnsibleRoles(t *testing.T) {
 		t.Fatalf("first run: %v\n%s", err, out)
 	}
 	recap := parseRecap(t, out)
-	if recap["node"].changed == 0 || recap["mgmt"].changed == 0 {
+	if recap["node"].changed == 0 || recap["pkgnode"].changed == 0 || recap["mgmt"].changed == 0 {
 		t.Errorf("first run changed nothing: %+v\n%s", recap, out)
 	}
 	w.CheckNode()
 	w.Known(true)
 	took := w.PushAndCheck()
 	t.Logf("push through the push account: %s", took.Round(time.Millisecond))
+	wp.CheckNode()
+	wp.Known(true)
+	took = wp.PushAndCheck()
+	t.Logf("package node: upload and the timer's install: %s", took.Round(time.Millisecond))
 
 	out, err = a.run()
 	if err != nil {
@@ -66,7 +80,11 @@ func TestAnsibleRoles(t *testing.T) {
 	if err != nil {
 		t.Fatalf("--check --diff: %v\n%s", err, out)
 	}
-	for h, r := range parseRecap(t, out) {
+	recap = parseRecap(t, out)
+	if len(recap) != 3 {
+		t.Errorf("--check --diff: want node, pkgnode and mgmt in the recap: %+v", recap)
+	}
+	for h, r := range recap {
 		if r.changed != 0 {
 			t.Errorf("--check --diff on a set-up node: %s changed=%d, want 0\n%s", h, r.changed, out)
 		}
@@ -133,10 +151,12 @@ type playbook struct {
 }
 
 // newPlaybook writes ansible.cfg (everything Ansible writes stays in the
-// test's directory), the inventory (the node over SSH as root with its
-// known host key, the management server local), the roles' variables and
-// the playbook.
-func newPlaybook(t *testing.T, w *nodetest.World) *playbook {
+// test's directory), the inventory (each node over SSH as root with its
+// known host key and the certnode role's variables as its host variables,
+// the management server local), the certpush_node role's variables for
+// each node and the playbook. A package node (certnode from the .deb) is
+// "pkgnode", the other "node".
+func newPlaybook(t *testing.T, worlds ...*nodetest.World) *playbook {
 	t.Helper()
 	dir := t.TempDir()
 	roles, err := filepath.Abs("../../contrib/ansible/roles")
@@ -152,61 +172,30 @@ func newPlaybook(t *testing.T, w *nodetest.World) *playbook {
 		"local_tmp = " + filepath.Join(dir, "local") + "\nremote_tmp = " + filepath.Join(dir, "remote") + "\n" +
 		"host_key_checking = True\nretry_files_enabled = False\nnocows = 1\ngathering = explicit\n" +
 		"[ssh_connection]\npipelining = True\ncontrol_path_dir = " + filepath.Join(dir, "cp") + "\n"
-	h := w.Host
-	inventory := map[string]any{"all": map[string]any{"hosts": map[string]any{
-		"node": map[string]any{
-			"ansible_host":                 "127.0.0.1",
-			"ansible_port":                 h.SSHPort,
-			"ansible_user":                 w.AdminUser,
-			"ansible_ssh_private_key_file": w.AdminKey,
-			"ansible_ssh_common_args":      "-o UserKnownHostsFile=" + w.KnownHosts + " -o StrictHostKeyChecking=yes -o IdentitiesOnly=yes",
-		},
-		"mgmt": map[string]any{"ansible_connection": "local"},
-	}}}
-	nodeVars := map[string]any{
-		"certnode_install_method":      "binary",
-		"certnode_mode":                w.Mode,
-		"certnode_binary_src":          w.Bins.Certnode,
-		"certnode_bin":                 w.Bin,
-		"certnode_forced_command":      w.ForcedCommand,
-		"certnode_user":                w.User,
-		"certnode_home":                w.Home,
-		"certnode_incoming":            w.Incoming,
-		"certnode_authorized_keys_dir": w.AuthorizedKeysDir,
-		"certnode_push_keys":           []string{w.PushKey},
-		"certnode_config_file":         w.CertnodeConfig,
-		"certnode_root":                h.Root,
-		"certnode_trusted_keys":        []string{w.SigningKey},
-		"certnode_roots":               w.Fleet.Roots,
-		"certnode_defaults":            w.CertnodeDefaults(),
-		"certnode_certs":               w.Certs(),
-		"certnode_sudoers_file":        w.SudoersFile,
-		"certnode_sshd_config":         h.SSHConfig,
-		// sshd -D re-executes itself on SIGHUP, keeping its pid.
-		"certnode_sshd_reload":   []string{"/bin/kill", "-HUP", strconv.Itoa(h.SSHPID())},
-		"certnode_timer":         true,
-		"certnode_scheduler":     "cron",
-		"certnode_cron_file":     w.CronFile,
-		"certnode_nginx_snippet": w.NginxSnippet,
+	hosts := map[string]any{"mgmt": map[string]any{"ansible_connection": "local"}}
+	var nodes []string
+	play := ""
+	for _, w := range worlds {
+		name := nodeName(w)
+		nodes = append(nodes, name)
+		vars := nodeVars(w)
+		vars["ansible_host"] = "127.0.0.1"
+		vars["ansible_port"] = w.Host.SSHPort
+		vars["ansible_user"] = w.AdminUser
+		vars["ansible_ssh_private_key_file"] = w.AdminKey
+		vars["ansible_ssh_common_args"] = "-o UserKnownHostsFile=" + w.KnownHosts + " -o StrictHostKeyChecking=yes -o IdentitiesOnly=yes"
+		hosts[name] = vars
+		writeJSON(t, filepath.Join(dir, "mgmt_"+name+".json"), map[string]any{
+			"certpush_node_address":     w.NodeAddress(),
+			"certpush_node_fingerprint": w.HostKeyFingerprint(),
+			"certpush_hosts_file":       w.HostsFile,
+			"certpush_config":           w.Config,
+			"certpush_bin":              w.Bins.Certpush,
+		})
+		play += "- hosts: mgmt\n  vars_files: [mgmt_" + name + ".json]\n  roles: [certpush_node]\n"
 	}
-	mgmtVars := map[string]any{
-		"certpush_node_address":     w.NodeAddress(),
-		"certpush_node_fingerprint": w.HostKeyFingerprint(),
-		"certpush_hosts_file":       w.HostsFile,
-		"certpush_config":           w.Config,
-		"certpush_bin":              w.Bins.Certpush,
-	}
-	play := `- hosts: node
-  become: false
-  vars_files: [node_vars.json]
-  roles: [certnode]
-- hosts: mgmt
-  vars_files: [mgmt_vars.json]
-  roles: [certpush_node]
-`
-	writeJSON(t, filepath.Join(dir, "inventory.json"), inventory)
-	writeJSON(t, filepath.Join(dir, "node_vars.json"), nodeVars)
-	writeJSON(t, filepath.Join(dir, "mgmt_vars.json"), mgmtVars)
+	play = "- hosts: " + strings.Join(nodes, ":") + "\n  become: false\n  roles: [certnode]\n" + play
+	writeJSON(t, filepath.Join(dir, "inventory.json"), map[string]any{"all": map[string]any{"hosts": hosts}})
 	for name, data := range map[string]string{"ansible.cfg": cfg, "site.yml": play} {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o644); err != nil {
 			t.Fatal(err)
@@ -221,6 +210,59 @@ func newPlaybook(t *testing.T, w *nodetest.World) *playbook {
 		"LANG=C.UTF-8",
 	}
 	return &playbook{t: t, dir: dir, env: env}
+}
+
+func nodeName(w *nodetest.World) string {
+	if w.Package {
+		return "pkgnode"
+	}
+	return "node"
+}
+
+// nodeVars are the certnode role's variables for w's node. A package node
+// gets the role's defaults for everything the package decides (certnode,
+// the forced command, the account, its home and incoming, the config) and
+// the package's systemd timer, enabled but not started (systemd may not
+// run here).
+func nodeVars(w *nodetest.World) map[string]any {
+	h := w.Host
+	vars := map[string]any{
+		"certnode_mode":                w.Mode,
+		"certnode_authorized_keys_dir": w.AuthorizedKeysDir,
+		"certnode_push_keys":           []string{w.PushKey},
+		"certnode_root":                h.Root,
+		"certnode_trusted_keys":        []string{w.SigningKey},
+		"certnode_roots":               w.Fleet.Roots,
+		"certnode_defaults":            w.CertnodeDefaults(),
+		"certnode_certs":               w.Certs(),
+		"certnode_sudoers_file":        w.SudoersFile,
+		"certnode_sshd_config":         h.SSHConfig,
+		// sshd -D re-executes itself on SIGHUP, keeping its pid.
+		"certnode_sshd_reload":   []string{"/bin/kill", "-HUP", strconv.Itoa(h.SSHPID())},
+		"certnode_timer":         true,
+		"certnode_scheduler":     w.Scheduler,
+		"certnode_cron_file":     w.CronFile,
+		"certnode_nginx_snippet": w.NginxSnippet,
+	}
+	if w.Package {
+		vars["certnode_install_method"] = "package"
+		vars["certnode_deb"] = w.Deb
+		vars["certnode_systemd_start"] = false
+		return vars
+	}
+	for k, v := range map[string]any{
+		"certnode_install_method": "binary",
+		"certnode_binary_src":     w.Bins.Certnode,
+		"certnode_bin":            w.Bin,
+		"certnode_forced_command": w.ForcedCommand,
+		"certnode_user":           w.User,
+		"certnode_home":           w.Home,
+		"certnode_incoming":       w.Incoming,
+		"certnode_config_file":    w.CertnodeConfig,
+	} {
+		vars[k] = v
+	}
+	return vars
 }
 
 // run runs ansible-playbook on the playbook with args and returns its

@@ -46,8 +46,16 @@ type World struct {
 
 	// The node: what the tool under test sets up, all under Prefix except
 	// the account, SudoersFile and CronFile.
-	Mode   string // install: now or cron
-	Prefix string // root-owned, 0755, under /srv
+	Mode string // install: now or cron
+	// Package: certnode comes from the certnode .deb (Deb, built by make
+	// deb), with the package's paths and its certsync account; the
+	// install timer is the package's systemd unit (Scheduler "systemd")
+	// instead of a cron file.
+	Package   bool
+	Deb       string
+	Scheduler string // cron or systemd
+	suffix    string // of the names made on the machine
+	Prefix    string // root-owned, 0755, under /srv
 	// Where the node's files go, all under Prefix.
 	Bin, ForcedCommand, Home, Incoming, AuthorizedKeysDir, CertnodeConfig, NginxSnippet string
 	User                                                                                string // the push account to create
@@ -77,6 +85,22 @@ func Start(t *testing.T) *World { t.Helper(); return StartMode(t, "now") }
 // StartMode is Start for install: mode ("now" or "cron").
 func StartMode(t *testing.T, mode string) *World {
 	t.Helper()
+	return StartWith(t, Options{Mode: mode})
+}
+
+// Options are a node's: install: Mode, and certnode from the package.
+type Options struct {
+	Mode    string // "now" or "cron"
+	Package bool
+}
+
+// StartWith starts a node with o. A Package node holds DpkgLock for the
+// whole test (see LockDpkg), refuses to start on a machine with certnode
+// or certsync already, builds the packages with make deb, and purges
+// certnode at the end.
+func StartWith(t *testing.T, o Options) *World {
+	t.Helper()
+	mode := o.Mode
 	if os.Getuid() != 0 {
 		if os.Getenv("CI") != "" {
 			t.Fatal("CI must run this test: not root")
@@ -84,9 +108,18 @@ func StartMode(t *testing.T, mode string) *World {
 		t.Skip("sets up a node with an account and sudo rule: needs root")
 	}
 	testfleet.Require(t, testfleet.SSHD, testfleet.Nginx, "useradd", "userdel", "visudo", "sudo", "ssh", "ssh-keygen")
-	w := &World{t: t, Mode: mode}
+	w := &World{t: t, Mode: mode, Package: o.Package, Scheduler: "cron"}
 	start := time.Now()
 	var err error
+	if w.Package {
+		testfleet.Require(t, "dpkg", "systemctl", "systemd-analyze", "make")
+		LockDpkg(t)
+		NoPackages(t)
+		w.Scheduler = "systemd"
+		_, w.Deb = MakeDeb(t, t.TempDir(), "")
+		t.Logf("built the packages in %s", time.Since(start).Round(time.Millisecond))
+		t.Cleanup(w.purge)
+	}
 	if w.Bins, err = testfleet.BuildBinaries(); err != nil {
 		t.Fatal(err)
 	}
@@ -117,6 +150,11 @@ func StartMode(t *testing.T, mode string) *World {
 	w.PushKey = strings.TrimSpace(read(t, w.Fleet.Identity+".pub"))
 
 	suffix := strconv.Itoa(os.Getpid() % 100000)
+	if w.Package {
+		// Another node of the same test process needs other names.
+		suffix += "p"
+	}
+	w.suffix = suffix
 	w.User = "cpnode" + suffix
 	w.SudoersFile = "/etc/sudoers.d/certpush-nodetest-" + suffix
 	w.CronFile = "certpush-nodetest-" + suffix
@@ -142,6 +180,15 @@ func StartMode(t *testing.T, mode string) *World {
 	w.AuthorizedKeysDir = filepath.Join(w.Prefix, "authorized_keys")
 	w.CertnodeConfig = filepath.Join(w.Prefix, "etc", "certnode.yaml")
 	w.NginxSnippet = filepath.Join(w.Prefix, "nginx-certnode.conf")
+	if w.Package {
+		// The package's paths and account, its config a conffile.
+		w.Bin = "/usr/bin/certnode"
+		w.ForcedCommand = "/usr/share/certnode/certnode-forced-command"
+		w.User = "certsync"
+		w.Home = "/certsync"
+		w.Incoming = "/certsync/live"
+		w.CertnodeConfig = "/etc/certnode/certnode.yaml"
+	}
 
 	w.rootOwnedLive()
 	w.adminAccess(ctx)
@@ -151,12 +198,13 @@ func StartMode(t *testing.T, mode string) *World {
 
 // cleanup removes what the tool under test made outside the fleet.
 func (w *World) cleanup() {
-	if _, err := user.Lookup(w.User); err == nil {
+	// The package's account goes with its purge.
+	if _, err := user.Lookup(w.User); err == nil && !w.Package {
 		if out, err := exec.Command("userdel", w.User).CombinedOutput(); err != nil {
 			w.t.Errorf("cleanup: userdel %s: %v: %s", w.User, err, out)
 		}
 	}
-	if _, err := user.LookupGroup(w.User); err == nil {
+	if _, err := user.LookupGroup(w.User); err == nil && !w.Package {
 		_ = exec.Command("groupdel", w.User).Run()
 	}
 	if w.AdminUser != "" {
@@ -205,7 +253,7 @@ func (w *World) rootOwnedLive() {
 // of machine costs seconds a command.
 func (w *World) adminAccess(ctx context.Context) {
 	t := w.t
-	w.AdminUser = "cpadmin" + strconv.Itoa(os.Getpid()%100000)
+	w.AdminUser = "cpadmin" + w.suffix
 	if _, err := user.Lookup(w.AdminUser); err == nil {
 		t.Fatalf("account %s exists already", w.AdminUser)
 	}
@@ -340,7 +388,9 @@ func (w *World) PushAndCheck() time.Duration {
 	if len(res.Certs) != 1 || len(res.Certs[0].Results) != 1 || res.Certs[0].Results[0].Result != want {
 		t.Fatalf("push: want one host %s, got %s", want, out)
 	}
-	if w.Mode == "cron" {
+	if w.Mode == "cron" && w.Scheduler == "systemd" {
+		w.runUnit("certnode-install.service")
+	} else if w.Mode == "cron" {
 		w.runCronJob()
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
@@ -423,8 +473,10 @@ func (w *World) CheckNode() {
 		{w.AuthorizedKeysDir, fs.ModeDir | 0o755, 0, 0},
 		{filepath.Join(w.AuthorizedKeysDir, w.User), 0o644, 0, 0},
 		{w.CertnodeConfig, 0o644, 0, 0},
-		{filepath.Join("/etc/cron.d", w.CronFile), 0o644, 0, 0},
 		{w.NginxSnippet, 0o644, 0, 0},
+	}
+	if w.Scheduler == "cron" {
+		files = append(files, fileWant{filepath.Join("/etc/cron.d", w.CronFile), 0o644, 0, 0})
 	}
 	if w.Mode == "now" {
 		files = append(files, fileWant{w.SudoersFile, 0o440, 0, 0})
@@ -440,7 +492,9 @@ func (w *World) CheckNode() {
 			t.Errorf("%s: %v %d:%d, want %v %d:%d", c.path, fi.Mode(), st.Uid, st.Gid, c.mode, c.uid, c.gid)
 		}
 	}
-	if got, want := read(t, w.ForcedCommand), read(t, "../../hooks/certnode-forced-command"); got != want {
+	if w.Package {
+		w.checkPackage()
+	} else if got, want := read(t, w.ForcedCommand), read(t, "../../hooks/certnode-forced-command"); got != want {
 		t.Error("the installed forced command is not hooks/certnode-forced-command")
 	}
 	keys := read(t, filepath.Join(w.AuthorizedKeysDir, w.User))
@@ -475,7 +529,12 @@ func (w *World) CheckNode() {
 	if nc.Root != w.Host.Root || nc.Incoming != w.Incoming || len(nc.TrustedKeys) != 1 || nc.TrustedKeys[0] != w.SigningKey {
 		t.Errorf("certnode.yaml: %+v; want root %s, incoming %s, trusted_keys [%s]", nc, w.Host.Root, w.Incoming, w.SigningKey)
 	}
-	if s := read(t, filepath.Join("/etc/cron.d", w.CronFile)); !strings.Contains(s, " root "+w.Bin+" --config "+w.CertnodeConfig+" install") {
+	if w.Scheduler == "systemd" {
+		w.checkTimer("certnode-install.timer")
+		if _, err := os.Lstat(filepath.Join("/etc/cron.d", w.CronFile)); err == nil {
+			t.Errorf("the systemd timer, yet there is a cron file %s", w.CronFile)
+		}
+	} else if s := read(t, filepath.Join("/etc/cron.d", w.CronFile)); !strings.Contains(s, " root "+w.Bin+" --config "+w.CertnodeConfig+" install") {
 		t.Errorf("cron file:\n%s", s)
 	}
 	if s := read(t, w.NginxSnippet); !strings.Contains(s, "ssl_certificate_key "+filepath.Join(w.Host.Root, "live", CertName, "privkey.pem")+";") {

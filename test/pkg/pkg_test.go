@@ -7,12 +7,13 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/certpush/certpush/test/nodetest"
 )
 
 // forcedCommand is the packaged forced command, also certsync's shell.
@@ -45,24 +46,9 @@ func TestDebianPackages(t *testing.T) {
 			t.Fatalf("%s is missing: run scripts/deps.sh", tool)
 		}
 	}
-	arch := strings.TrimSpace(run(t, "dpkg", "--print-architecture"))
-	if arch != runtime.GOARCH {
-		t.Fatalf("dpkg architecture %s is not GOARCH %s", arch, runtime.GOARCH)
-	}
-	// Never take over what an admin (or another test) set up.
-	for _, p := range []string{"certpush", "certnode"} {
-		if out, _ := exec.Command("dpkg-query", "-W", "-f=${db:Status-Status}", p).Output(); len(out) > 0 && string(out) != "not-installed" {
-			t.Fatalf("package %s is on this machine already (%s): the test would replace it", p, out)
-		}
-	}
-	for _, f := range []string{"/usr/bin/certpush", "/usr/bin/certnode", "/certsync", "/etc/certnode"} {
-		if _, err := os.Lstat(f); err == nil {
-			t.Fatalf("%s exists already: the test would replace it", f)
-		}
-	}
-	if _, err := user.Lookup("certsync"); err == nil {
-		t.Fatal("the account certsync exists already: the test's purge would delete it")
-	}
+	// test/ansible and test/puppet install certnode too: one at a time.
+	nodetest.LockDpkg(t)
+	nodetest.NoPackages(t)
 
 	root, err := filepath.Abs("../..")
 	if err != nil {
@@ -74,21 +60,10 @@ func TestDebianPackages(t *testing.T) {
 	if err := exec.Command("dpkg", "--compare-versions", v2, "gt", v1).Run(); err != nil {
 		t.Fatalf("%s is not newer than %s for dpkg", v2, v1)
 	}
-	dist1, dist2 := t.TempDir(), t.TempDir()
-	t.Setenv("STAGE", t.TempDir()) // packaging/deb.sh's staging directory
 	// The first build is what `make deb` does by itself (version from git).
-	run(t, "make", "-C", root, "deb", "DEB_ARCH="+arch, "DIST="+dist1)
-	run(t, "make", "-C", root, "deb", "DEB_ARCH="+arch, "DIST="+dist2, "DEB_VERSION="+v2)
+	push1, node1 := nodetest.MakeDeb(t, t.TempDir(), "")
+	push2, node2 := nodetest.MakeDeb(t, t.TempDir(), v2)
 	t.Logf("built 2 versions in %s", time.Since(start).Round(time.Second))
-	deb := func(dist, p, v string) string {
-		f := filepath.Join(dist, p+"_"+v+"_"+arch+".deb")
-		if _, err := os.Stat(f); err != nil {
-			t.Fatalf("make deb did not build %s: %v", f, err)
-		}
-		return f
-	}
-	push1, node1 := deb(dist1, "certpush", v1), deb(dist1, "certnode", v1)
-	push2, node2 := deb(dist2, "certpush", v2), deb(dist2, "certnode", v2)
 
 	lintian(t, push1, node1)
 

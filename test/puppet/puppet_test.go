@@ -108,23 +108,47 @@ func TestPuppetModuleCron(t *testing.T) {
 	t.Logf("total %s (%d puppet runs: %s)", time.Since(start).Round(time.Millisecond), len(p.took), p.summary())
 }
 
+// TestPuppetModulePackage applies class certnode with install_method
+// package from a certnode .deb built with make deb, for install: cron with
+// the package's systemd timer: the first run exits 2, the package is
+// installed and unchanged but for its conffile, the node is set up as
+// SECURITY.md says, the packaged timer is enabled (systemd-analyze verify
+// accepts its units) and its service installs what certpush uploaded; a
+// second run exits 0.
+func TestPuppetModulePackage(t *testing.T) {
+	testfleet.Require(t, "puppet")
+	start := time.Now()
+	w := nodetest.StartWith(t, nodetest.Options{Mode: "cron", Package: true})
+	t.Logf("node started in %s", time.Since(start).Round(time.Millisecond))
+	p := newPuppet(t)
+	modules, err := filepath.Abs("../../contrib/puppet")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.modulepath = modules
+	site := manifest(w, w.HostKeyFingerprint(), true)
+	if code, out := p.apply(site); code != 2 {
+		t.Fatalf("first run: exit %d, want 2 (changes):\n%s", code, out)
+	}
+	w.CheckNode()
+	w.Known(true)
+	took := w.PushAndCheck()
+	t.Logf("upload and the timer's install: %s", took.Round(time.Millisecond))
+	if code, out := p.apply(site); code != 0 {
+		t.Fatalf("second run: exit %d, want 0 (no changes):\n%s", code, out)
+	}
+	t.Logf("total %s (%d puppet runs: %s)", time.Since(start).Round(time.Millisecond), len(p.took), p.summary())
+}
+
 // manifest is the site manifest: the node's class (unless !withNode) and
 // its management side, with fingerprint as the node's host key
 // fingerprint.
 func manifest(w *nodetest.World, fingerprint string, withNode bool) string {
 	h := w.Host
 	node := map[string]any{
-		"install_method":      "binary",
 		"mode":                w.Mode,
-		"binary_src":          w.Bins.Certnode,
-		"bin":                 w.Bin,
-		"forced_command":      w.ForcedCommand,
-		"user":                w.User,
-		"home":                w.Home,
-		"incoming":            w.Incoming,
 		"authorized_keys_dir": w.AuthorizedKeysDir,
 		"push_keys":           []string{w.PushKey},
-		"config_file":         w.CertnodeConfig,
 		"root":                h.Root,
 		"trusted_keys":        []string{w.SigningKey},
 		"roots":               w.Fleet.Roots,
@@ -136,9 +160,30 @@ func manifest(w *nodetest.World, fingerprint string, withNode bool) string {
 		// sshd -D re-executes itself on SIGHUP, keeping its pid.
 		"sshd_reload":   []string{"/bin/kill", "-HUP", strconv.Itoa(h.SSHPID())},
 		"timer":         true,
-		"scheduler":     "cron",
+		"scheduler":     w.Scheduler,
 		"cron_file":     w.CronFile,
 		"nginx_snippet": w.NginxSnippet,
+	}
+	if w.Package {
+		// The module's defaults for what the package decides (certnode,
+		// the forced command, the account, its home and incoming, the
+		// config); the package's timer enabled, not started.
+		node["install_method"] = "package"
+		node["deb"] = w.Deb
+		node["systemd_start"] = false
+	} else {
+		for k, v := range map[string]any{
+			"install_method": "binary",
+			"binary_src":     w.Bins.Certnode,
+			"bin":            w.Bin,
+			"forced_command": w.ForcedCommand,
+			"user":           w.User,
+			"home":           w.Home,
+			"incoming":       w.Incoming,
+			"config_file":    w.CertnodeConfig,
+		} {
+			node[k] = v
+		}
 	}
 	mgmt := map[string]any{
 		"fingerprint": fingerprint,

@@ -38,6 +38,7 @@ class certnode (
   Enum['systemd', 'cron']         $scheduler        = 'systemd',
   String[1]                       $unit_dir         = '/etc/systemd/system',
   Boolean                         $systemd_enable   = true,
+  Boolean                         $systemd_start    = true,
   String[1]                       $cron_file        = 'certnode',
   String[1]                       $cron_minute      = '*/5',
   Optional[String[1]]             $nginx_snippet    = undef,
@@ -188,9 +189,28 @@ class certnode (
         content => "# Managed by Puppet (certnode)\n[Unit]\nDescription=certnode: install uploaded certificates every five minutes\n\n[Timer]\nOnCalendar=*:0/5\nRandomizedDelaySec=60\nPersistent=true\n\n[Install]\nWantedBy=timers.target\n",
       }
     }
-    if $systemd_enable {
+    if $systemd_enable and $systemd_start {
       service { 'certnode-install.timer':
         ensure => running, enable => true,
+      }
+    } elsif $systemd_enable {
+      # Enabled only: the link `systemctl enable` makes for
+      # WantedBy=timers.target, which needs no running systemd (image
+      # builds, containers).
+      $timer_unit = $_package ? {
+        true    => '/usr/lib/systemd/system/certnode-install.timer',
+        default => "${unit_dir}/certnode-install.timer",
+      }
+      file { '/etc/systemd/system/timers.target.wants':
+        ensure => directory,
+      }
+      file { '/etc/systemd/system/timers.target.wants/certnode-install.timer':
+        ensure  => link,
+        target  => $timer_unit,
+        require => $_package ? {
+          true    => Package[$package],
+          default => File["${unit_dir}/certnode-install.timer"],
+        },
       }
     }
   }
