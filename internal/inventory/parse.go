@@ -509,11 +509,11 @@ func (p *parser) cert(keyNode, n *yaml.Node, cfg *Config, groups map[string][]*y
 // canary checks the canary entries of c (under key), which name hosts
 // among its hosts, and keeps them in c.Canary.
 func (p *parser) canary(c *Cert, canary []*yaml.Node, canaryKey string, hostsFileOK bool, cfg *Config, groups map[string][]*yaml.Node) {
-	name := c.Name
-	members := map[string]bool{}
-	for _, h := range cfg.resolve(c) {
-		members[h.Name] = true
+	if len(canary) == 0 {
+		return
 	}
+	name := c.Name
+	members := cfg.memberSet(c)
 	for _, it := range canary {
 		switch {
 		case members[it.Value]:

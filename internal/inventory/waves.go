@@ -134,10 +134,7 @@ func (p *parser) checkWaves(c *Cert, keyNode *yaml.Node, nodes []*yaml.Node, key
 	if len(c.Canary) > 0 {
 		p.Errorf(keyNode, "%s: waves and canary together: canary is the two-wave case, write it as waves: [[%s], [rest]]", key, strings.Join(c.Canary, ", "))
 	}
-	members := map[string]bool{}
-	for _, h := range cfg.resolve(c) {
-		members[h.Name] = true
-	}
+	members := cfg.memberSet(c)
 	seen := map[string]bool{}
 	rest := false
 	for _, nm := range nodes {
