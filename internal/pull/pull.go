@@ -24,6 +24,10 @@ import (
 // what it has.
 var ErrUnreachable = errors.New("store unreachable")
 
+// ErrRefusedBefore says that current is the one a previous pull refused;
+// its bundle was not downloaded again.
+var ErrRefusedBefore = errors.New("refused before")
+
 // Puller pulls certificates from a store and installs them with the same
 // pipeline a push uses (install.Installer: verify, no downgrade, swap,
 // config test, reload, TLS check, rollback).
@@ -62,9 +66,15 @@ func (p *Puller) now() time.Time {
 }
 
 // seen is what a node remembers of the last current it acted on.
+// A refused current (tampered, downgraded, untrusted) is remembered by
+// its ETag with the reason, so that the next polls ask for it
+// conditionally and do not download its bundle again until current
+// changes; they report it refused each time.
 type seen struct {
-	ETag string `json:"etag"`
-	ID   string `json:"id"`
+	ETag         string `json:"etag"`
+	ID           string `json:"id"`
+	RefusedETag  string `json:"refused_etag,omitempty"`
+	RefusedError string `json:"refused_error,omitempty"`
 }
 
 func (p *Puller) dir() string { return filepath.Join(p.Installer.Config.Root, ".pull") }
@@ -141,8 +151,14 @@ func (p *Puller) pullOne(ctx context.Context, name, installedID string) Result {
 	if last.ID != "" && last.ID == installedID {
 		etag = last.ETag
 	}
+	if last.RefusedETag != "" {
+		etag = last.RefusedETag
+	}
 	o, err := p.Store.Get(ctx, store.CurrentKey(name), etag, store.MaxObject)
 	switch {
+	case errors.Is(err, store.ErrNotModified) && last.RefusedETag != "":
+		r.ID, r.NotModified = installedID, true
+		return fail(install.Refused, fmt.Errorf("%w (current unchanged since it was refused: %s)", ErrRefusedBefore, last.RefusedError))
 	case errors.Is(err, store.ErrNotModified):
 		r.Result.Result, r.ID, r.NotModified = install.Unchanged, installedID, true
 		return r
@@ -153,13 +169,18 @@ func (p *Puller) pullOne(ctx context.Context, name, installedID string) Result {
 	case err != nil:
 		return fail(install.Failed, fmt.Errorf("%w: %s: %w", ErrUnreachable, p.Store, err))
 	}
+	refuse := func(err error) Result {
+		r = fail(install.Refused, err)
+		p.writeSeen(name, seen{ETag: last.ETag, ID: last.ID, RefusedETag: o.ETag, RefusedError: err.Error()})
+		return r
+	}
 	ptr, err := store.ParsePointer(o.Data, name, p.Installer.Config.TrustedKeys)
 	if err != nil {
-		return fail(install.Refused, err)
+		return refuse(err)
 	}
 	r.ID = ptr.ID
 	if ptr.ID == installedID {
-		p.writeSeen(name, seen{o.ETag, ptr.ID})
+		p.writeSeen(name, seen{ETag: o.ETag, ID: ptr.ID})
 		r.Result.Result = install.Unchanged
 		return r
 	}
@@ -168,7 +189,7 @@ func (p *Puller) pullOne(ctx context.Context, name, installedID string) Result {
 		if errors.Is(err, ErrUnreachable) {
 			return fail(install.Failed, err)
 		}
-		return fail(install.Refused, err)
+		return refuse(err)
 	}
 	defer clear(contents[bundle.KeyFile])
 	in := *p.Installer
@@ -187,8 +208,15 @@ func (p *Puller) pullOne(ctx context.Context, name, installedID string) Result {
 		return fail(install.Failed, err)
 	}
 	r.Result = results[0]
-	if r.OK() {
-		p.writeSeen(name, seen{o.ETag, ptr.ID})
+	switch {
+	case r.OK():
+		p.writeSeen(name, seen{ETag: o.ETag, ID: ptr.ID})
+	case r.Result.Result == install.Refused:
+		msg := r.Error
+		if r.Err != nil {
+			msg = r.Err.Error()
+		}
+		p.writeSeen(name, seen{ETag: last.ETag, ID: last.ID, RefusedETag: o.ETag, RefusedError: msg})
 	}
 	return r
 }

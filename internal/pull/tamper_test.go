@@ -156,3 +156,34 @@ func TestStoreDown(t *testing.T) {
 		t.Fatalf("live changed to %q", live(t, p))
 	}
 }
+
+// TestRefusedNotDownloadedAgain: after a tampered bundle is refused, the
+// next poll makes one conditional request, reports refused again without
+// downloading, and a new publish is installed.
+func TestRefusedNotDownloadedAgain(t *testing.T) {
+	backends(t, func(t *testing.T, w *world) {
+		w.publish(w.issue(time.Now().Add(-3 * time.Hour)))
+		p := w.node(w.nodeIdentity)
+		pullOne(t, p)
+		b2 := w.issue(time.Now().Add(-2 * time.Hour))
+		w.publish(b2)
+		put(t, w, store.FileKey(name, b2.Manifest.ID, bundle.CertFile), []byte("tampered"))
+		if r := pullOne(t, p); r.Result.Result != install.Refused || !errors.Is(r.Err, bundle.ErrHashMismatch) {
+			t.Fatalf("first pull: %s %v", r.Result.Result, r.Err)
+		}
+		c := &counting{Store: w.st}
+		p.Store = c
+		r := pullOne(t, p)
+		if r.Result.Result != install.Refused || !errors.Is(r.Err, ErrRefusedBefore) || !strings.Contains(r.Err.Error(), "does not match") {
+			t.Fatalf("second pull: %s %v, want refused before", r.Result.Result, r.Err)
+		}
+		if len(c.calls) != 1 || c.calls[0] != "get "+store.CurrentKey(name) {
+			t.Fatalf("requests: %q, want one get of current", c.calls)
+		}
+		b3 := w.issue(time.Now().Add(-time.Hour))
+		w.publish(b3)
+		if r := pullOne(t, p); r.Result.Result != install.Installed || live(t, p) != b3.Manifest.ID {
+			t.Fatalf("pull after a new publish: %s %v", r.Result.Result, r.Err)
+		}
+	})
+}
