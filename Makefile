@@ -55,8 +55,8 @@ fuzz:
 bench:
 	bench/run.sh
 
-# The long soak (docs/soak.md): 20 hosts, 4-minute certificates, every
-# fault, 30+ renewal cycles (about 70 minutes); rewrites SOAK.md and
+# The long soak (docs/soak.md): 20 hosts, 3-minute certificates, every
+# fault, 32 renewal cycles (about 50-55 minutes); rewrites SOAK.md and
 # soak/*.png. `make test` runs the short version.
 soak: deps
 	$(GO) test -count=1 -timeout 3h -run '^TestSoak$$' -v ./test/soak/ -args -soak.long

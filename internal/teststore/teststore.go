@@ -33,6 +33,9 @@ type Server struct {
 	Endpoint string // http://127.0.0.1:PORT
 	Dir      string // the posix backend's directory (buckets are its subdirectories)
 	proc     *testproc.Proc
+	argv     []string
+	log      string
+	addr     string
 }
 
 // Binary finds versitygw: on PATH, else in $(go env GOPATH)/bin where
@@ -63,17 +66,12 @@ func Start(t testing.TB) *Server {
 	}
 	port := testproc.MustFreePort(t)
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	p, err := testproc.Start("versitygw", []string{bin, "--port", addr, "posix", dir}, filepath.Join(t.TempDir(), "versitygw.log"), testproc.Options{
-		Env: []string{"ROOT_ACCESS_KEY=" + AccessKey, "ROOT_SECRET_KEY=" + SecretKey, "HOME=" + dir},
-	})
-	if err != nil {
+	s := &Server{Endpoint: "http://" + addr, Dir: dir, argv: []string{bin, "--port", addr, "posix", dir},
+		log: filepath.Join(t.TempDir(), "versitygw.log"), addr: addr}
+	if err := s.start(); err != nil {
 		t.Fatal(err)
 	}
-	s := &Server{Endpoint: "http://" + addr, Dir: dir, proc: p}
 	t.Cleanup(func() { s.Stop() })
-	if err := s.wait(addr); err != nil {
-		t.Fatalf("%v\n%s", err, testproc.Tail(p.Log(), 20))
-	}
 	t.Setenv("AWS_ACCESS_KEY_ID", AccessKey)
 	t.Setenv("AWS_SECRET_ACCESS_KEY", SecretKey)
 	t.Setenv("AWS_REGION", "us-east-1")
@@ -101,6 +99,30 @@ func (s *Server) wait(addr string) error {
 		time.Sleep(50 * time.Millisecond)
 	}
 	return fmt.Errorf("versitygw did not listen on %s", addr)
+}
+
+func (s *Server) start() error {
+	p, err := testproc.Start("versitygw", s.argv, s.log, testproc.Options{
+		Env: []string{"ROOT_ACCESS_KEY=" + AccessKey, "ROOT_SECRET_KEY=" + SecretKey, "HOME=" + s.Dir},
+	})
+	if err != nil {
+		return err
+	}
+	s.proc = p
+	if err := s.wait(s.addr); err != nil {
+		_ = p.Stop()
+		return fmt.Errorf("%v\n%s", err, testproc.Tail(p.Log(), 20))
+	}
+	return nil
+}
+
+// Restart starts the server again after Stop, on the same address with
+// the same data. It is a no-op when the server runs.
+func (s *Server) Restart() error {
+	if !s.proc.Exited() {
+		return nil
+	}
+	return s.start()
 }
 
 // Stop stops the server (idempotent).

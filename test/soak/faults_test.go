@@ -36,6 +36,7 @@ var faultText = map[string]string{
 	"killpush":   "certpush sync killed (SIGKILL) while it pushes a new certificate",
 	"rebuild":    "node rebuilt from scratch: empty root and incoming, certnode bootstrap, same host key",
 	"newkey":     "node rebuilt with a new SSH host key (operator must trust it)",
+	"storedown":  "the S3 store (versitygw) stopped across a renewal: certpush cannot publish, pull nodes cannot pull",
 }
 
 // schedule lays out the faults of a run in units of the lifetime L.
@@ -49,19 +50,25 @@ func schedule(p params) []faultSpec {
 			{Kind: "newkey", Host: "node-5", At: at(2.1)},
 		}
 	}
+	// Hosts by modeFor: pull nodes 3, 6, 9, 12, 15, 18; install: cron
+	// 2, 4, 8, 10, 14, 16, 20; install: now 1, 5, 7, 11, 13, 17, 19.
+	// Every host named is within the first 18.
 	return []faultSpec{
 		{Kind: "hostdown", Host: "node-3", At: at(0.5), Dur: at(1.25)},
-		{Kind: "sshonly", Host: "node-5", At: at(2), Dur: at(0.4)},
-		{Kind: "partition", Host: "node-7", At: at(2.6), Dur: at(1.25)},
-		{Kind: "reloadfail", Host: "node-9", At: at(4)},
-		{Kind: "diskfull", Host: "node-11", At: at(4.6), Dur: at(0.3)},
-		{Kind: "cadown", At: at(5.4), Dur: at(0.35)},
-		{Kind: "killpush", At: at(6.2)},
-		{Kind: "rebuild", Host: "node-13", At: at(7)},
-		{Kind: "newkey", Host: "node-15", At: at(7.6)},
-		{Kind: "hostdown", Host: "node-4", At: at(8.6), Dur: at(1.25)},
-		{Kind: "sshonly", Host: "node-6", At: at(10.4), Dur: at(0.4)},
-		{Kind: "rebuild", Host: "node-8", At: at(11.2)},
+		{Kind: "hostdown", Host: "node-5", At: at(2), Dur: at(1.25)},
+		{Kind: "sshonly", Host: "node-7", At: at(3.4), Dur: at(0.4)},
+		{Kind: "partition", Host: "node-11", At: at(4), Dur: at(1.25)},
+		{Kind: "reloadfail", Host: "node-13", At: at(5.4)},
+		{Kind: "diskfull", Host: "node-17", At: at(6), Dur: at(0.3)},
+		{Kind: "cadown", At: at(6.6), Dur: at(0.35)},
+		{Kind: "killpush", At: at(7.2)},
+		{Kind: "storedown", At: at(7.8), Dur: at(0.4)},
+		{Kind: "rebuild", Host: "node-5", At: at(8.6)},
+		{Kind: "newkey", Host: "node-1", At: at(9.2)},
+		{Kind: "hostdown", Host: "node-4", At: at(10), Dur: at(1.25)},
+		{Kind: "sshonly", Host: "node-8", At: at(11.4), Dur: at(0.4)},
+		{Kind: "rebuild", Host: "node-6", At: at(12)},
+		{Kind: "rebuild", Host: "node-10", At: at(12.6)},
 	}
 }
 
@@ -144,12 +151,13 @@ func (r *run) inject(ctx context.Context, f *faultRec) error {
 	case "hostdown":
 		f.Unreachable = true
 		start()
+		r.setDown(h.Name, true)
 		if err := errors.Join(h.StopNginx(), h.StopSSH()); err != nil {
 			return err
 		}
 		sleepCtx(ctx, f.Dur)
 		f.End = time.Now()
-		return errors.Join(h.StartSSH(ctx), h.StartNginx(ctx))
+		return r.boot(ctx, f, h)
 	case "sshonly":
 		f.Unreachable = true
 		r.beforeRenewal(ctx, f.Dur/4)
@@ -216,6 +224,16 @@ func (r *run) inject(ctx context.Context, f *faultRec) error {
 		}
 		f.Note = "killed as the new certificate became current"
 		return nil
+	case "storedown":
+		r.beforeRenewal(ctx, f.Dur/4)
+		start()
+		if err := r.s3.Stop(); err != nil {
+			return err
+		}
+		sleepCtx(ctx, f.Dur)
+		f.End = time.Now()
+		f.Note = "pull nodes kept serving what they had"
+		return r.s3.Restart()
 	case "rebuild":
 		return r.rebuild(ctx, f, h)
 	case "newkey":
@@ -271,6 +289,7 @@ func (r *run) diskFull(ctx context.Context, f *faultRec, h *testfleet.Host) erro
 func (r *run) rebuild(ctx context.Context, f *faultRec, h *testfleet.Host) error {
 	f.Unreachable = true
 	f.Start = time.Now()
+	r.setDown(h.Name, true)
 	if err := errors.Join(h.StopNginx(), h.StopSSH()); err != nil {
 		return err
 	}
@@ -290,7 +309,34 @@ func (r *run) rebuild(ctx context.Context, f *faultRec, h *testfleet.Host) error
 	}
 	f.End = time.Now()
 	f.Note = "placeholder served until the push"
-	return errors.Join(h.StartSSH(ctx), h.StartNginx(ctx))
+	if r.mode[h.Name] == "pull" {
+		f.Note = "the boot unit pulls before nginx starts"
+	}
+	return r.boot(ctx, f, h)
+}
+
+func (r *run) setDown(name string, down bool) {
+	r.mu.Lock()
+	r.down[name] = down
+	r.mu.Unlock()
+}
+
+// boot starts a host again as its boot does: sshd; for a pull node the
+// boot unit (certnode pull --boot --wait) before nginx, ordered as
+// certnode-pull-boot.service is (Before=nginx.service); nginx; then its
+// node timer.
+func (r *run) boot(ctx context.Context, f *faultRec, h *testfleet.Host) error {
+	defer r.setDown(h.Name, false)
+	if err := h.StartSSH(ctx); err != nil {
+		return err
+	}
+	var pullErr error
+	if r.mode[h.Name] == "pull" {
+		began := time.Now()
+		pullErr = r.bootPull(ctx, h)
+		f.Note = strings.TrimPrefix(f.Note+fmt.Sprintf("; boot pull took %s", time.Since(began).Round(100*time.Millisecond)), "; ")
+	}
+	return errors.Join(pullErr, h.StartNginx(ctx))
 }
 
 // newKey gives the host a new SSH host key. certpush must refuse it, and

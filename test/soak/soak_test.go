@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"filippo.io/age"
 	"golang.org/x/crypto/ssh/knownhosts"
 	"gopkg.in/yaml.v3"
 
@@ -24,15 +25,16 @@ import (
 	"github.com/certpush/certpush/internal/testacme"
 	"github.com/certpush/certpush/internal/testfleet"
 	"github.com/certpush/certpush/internal/testlog"
+	"github.com/certpush/certpush/internal/teststore"
 	"github.com/certpush/certpush/internal/verify"
 	"github.com/certpush/certpush/test/faults"
 )
 
 var (
-	longFlag     = flag.Bool("soak.long", false, "the long soak (make soak): 20 hosts, 4-minute certificates, every fault, 30+ cycles")
+	longFlag     = flag.Bool("soak.long", false, "the long soak (make soak): 20 hosts, 3-minute certificates, every fault, 30+ cycles")
 	outFlag      = flag.String("soak.out", "", "directory to write SOAK.md and soak/*.png into (default: the long run writes the repository's top directory, the short one a temporary directory)")
 	hostsFlag    = flag.Int("soak.hosts", 0, "number of hosts (0: 20 long, 5 short)")
-	lifetimeFlag = flag.Duration("soak.lifetime", 0, "certificate lifetime (0: 4m long, 60s short)")
+	lifetimeFlag = flag.Duration("soak.lifetime", 0, "certificate lifetime (0: 3m long, 60s short)")
 	tickFlag     = flag.Duration("soak.tick", 0, "period of certpush sync's timer and of the node timers (0: 5s long, 3s short)")
 	cyclesFlag   = flag.Int("soak.cycles", 0, "renewal cycles to run (0: 32 long, 5 short)")
 	logsFlag     = flag.String("soak.logs", "", "directory to keep the run's logs in (sync.log, node logs, operator.log); default: a new temporary directory when the run is long or fails")
@@ -63,7 +65,10 @@ type params struct {
 func soakParams(t *testing.T) params {
 	p := params{Long: *longFlag || os.Getenv("SOAK_LONG") == "1"}
 	if p.Long {
-		p.Hosts, p.Lifetime, p.Tick, p.Cycles = 20, 4*time.Minute, 5*time.Second, 32
+		// 3-minute certificates renewed at half: a cycle of 90 s
+		// plus the order's few seconds, so 32 cycles take about 50
+		// minutes.
+		p.Hosts, p.Lifetime, p.Tick, p.Cycles = 20, 3*time.Minute, 5*time.Second, 32
 	} else {
 		// Renewal at a third of the lifetime: the short run shares
 		// the machine with the rest of make test, so a sync can take
@@ -115,7 +120,7 @@ func soakParams(t *testing.T) params {
 // TestSoak is the soak: the short version by default, the long one with
 // -soak.long (make soak).
 func TestSoak(t *testing.T) {
-	testfleet.Require(t, testfleet.SSHD, testfleet.Nginx, testfleet.SFTPServer, testacme.DefaultPebble, testacme.DefaultChallTestSrv)
+	testfleet.Require(t, testfleet.SSHD, testfleet.Nginx, testfleet.SFTPServer, testacme.DefaultPebble, testacme.DefaultChallTestSrv, teststore.Binary())
 	if os.Geteuid() != 0 {
 		if os.Getenv("CI") == "true" {
 			t.Fatal("the soak needs root (tmpfs for the full disk, the fleet account)")
@@ -173,8 +178,13 @@ type run struct {
 	env      []string
 	certpush string
 	store    *bundle.Store
-	// mode is each host's install mode: "now" or "cron" (see modeFor).
+	// mode is each host's install mode: "now", "cron" or "pull" (see
+	// modeFor).
 	mode map[string]string
+	// s3 is the store certpush publishes to and pull nodes pull from.
+	s3 *teststore.Server
+	// down: hosts that are down (a fault), whose node timer does not run.
+	down map[string]bool
 	// probeAddr is where the probe (and certpush status) reach each
 	// host's nginx; a partitioned host's goes through a proxy.
 	probeAddr  map[string]string
@@ -227,7 +237,7 @@ type syncRun struct {
 
 func setup(t *testing.T, p params) *run {
 	r := &run{t: t, p: p, ctx: t.Context(), dir: t.TempDir(), mode: map[string]string{}, probeAddr: map[string]string{},
-		proxies: map[string][2]*faults.Proxy{}, reloadFlag: map[string]string{}, secs: map[string]map[int]*second{}}
+		proxies: map[string][2]*faults.Proxy{}, reloadFlag: map[string]string{}, secs: map[string]map[int]*second{}, down: map[string]bool{}}
 	if err := os.Chmod(r.dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -269,6 +279,9 @@ func setup(t *testing.T, p params) *run {
 	if err := r.fleet.TrustRoot(r.srv.Root); err != nil {
 		t.Fatal(err)
 	}
+	// The store, before r.env: teststore puts its credentials in the
+	// standard AWS environment variables.
+	r.s3 = teststore.Start(t)
 	script, err := r.srv.ExecScript(r.dir)
 	if err != nil {
 		t.Fatal(err)
@@ -276,10 +289,15 @@ func setup(t *testing.T, p params) *run {
 	r.env = append(os.Environ(), "SSH_AUTH_SOCK=", "EXEC_PATH="+script, "EXEC_SEQUENCE_INTERVAL=0",
 		"EXEC_POLLING_INTERVAL=1", "EXEC_PROPAGATION_TIMEOUT=20")
 
+	var pushHosts []string
 	for i, h := range r.fleet.Hosts {
 		r.probeAddr[h.Name] = h.TLSAddr()
 		r.mode[h.Name] = modeFor(i)
+		if r.mode[h.Name] != "pull" {
+			pushHosts = append(pushHosts, h.Name)
+		}
 	}
+	recipients := r.pullNodes()
 	for _, f := range p.Faults {
 		switch f.Kind {
 		case "partition":
@@ -299,8 +317,11 @@ func setup(t *testing.T, p params) *run {
 	if p.RenewBefore > 0 {
 		cert["renew_before"] = p.RenewBefore.String()
 	}
+	sc := r.s3.Config("fleet")
+	extra += fmt.Sprintf("store:\n  url: %s\n  endpoint: %s\n  region: us-east-1\n  path_style: true\n  recipients: [%s]\n",
+		sc.URL, sc.Endpoint, strings.Join(recipients, ", "))
 	err = r.fleet.WriteInventory(r.config, testfleet.InventoryOptions{
-		StateDir: r.stateDir, Parallel: 32, Timeout: 15 * time.Second, Extra: extra, Cert: cert,
+		StateDir: r.stateDir, Parallel: 32, Timeout: 15 * time.Second, Extra: extra, Cert: cert, Hosts: pushHosts,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -384,6 +405,11 @@ func (r *run) patchInventory() {
 	}
 	hosts := inv["hosts"].(map[string]any)
 	for name, mode := range r.mode {
+		if mode == "pull" {
+			// Not pushed to: it pulls from the store.
+			delete(hosts, name)
+			continue
+		}
 		hosts[name].(map[string]any)["install"] = mode
 	}
 	for name, px := range r.proxies {
@@ -449,40 +475,96 @@ func exitCode(err error) int {
 	return -1
 }
 
-// modeFor gives host i (from 0) its install mode: every second host
-// installs by its own timer, the others at once.
-//
-// Pull-mode nodes (certnode pull from an S3 store) are the third kind
-// once they exist: give some hosts "pull" here, start the store in setup,
-// configure certpush to publish and the node to pull (its certnode.yaml),
-// and run `certnode pull` in nodeJob; the analysis already treats every
-// mode alike, and the report's goal for pull nodes is 0 s expired after
-// their return (they pull before the web server starts).
+// modeFor gives host i (from 0) its install mode: every third host
+// pulls from the store (certnode pull), every second of the others
+// installs by its own timer (install: cron), the rest at once.
 func modeFor(i int) string {
-	if i%2 == 1 {
+	switch {
+	case i%3 == 2:
+		return "pull"
+	case i%2 == 1:
 		return "cron"
 	}
 	return "now"
 }
 
+// pullNodes gives every pull node an age identity (0600, the fleet
+// account's) and a store section in its certnode.yaml, as
+// docs/pull-mode.md configures a node, and returns their recipients.
+func (r *run) pullNodes() []string {
+	var recipients []string
+	sc := r.s3.Config("fleet")
+	for _, h := range r.fleet.Hosts {
+		if r.mode[h.Name] != "pull" {
+			continue
+		}
+		id, err := age.GenerateX25519Identity()
+		if err != nil {
+			r.t.Fatal(err)
+		}
+		path := filepath.Join(h.Dir, "identity.age")
+		if err := os.WriteFile(path, []byte(id.String()+"\n"), 0o600); err != nil {
+			r.t.Fatal(err)
+		}
+		if err := os.Chown(path, r.fleet.UID, r.fleet.GID); err != nil {
+			r.t.Fatal(err)
+		}
+		recipients = append(recipients, id.Recipient().String())
+		f, err := os.OpenFile(h.CertnodeConfig, os.O_WRONLY|os.O_APPEND, 0)
+		if err != nil {
+			r.t.Fatal(err)
+		}
+		_, err = fmt.Fprintf(f, "store:\n  url: %s\n  endpoint: %s\n  region: us-east-1\n  path_style: true\n  identity: %s\n  node_id: %s\n",
+			sc.URL, sc.Endpoint, path, h.Name)
+		if err := errors.Join(err, f.Close()); err != nil {
+			r.t.Fatal(err)
+		}
+	}
+	return recipients
+}
+
 // nodeJob runs a host's node timer command once, as the fleet user:
-// certnode install for install: cron hosts; nothing for install: now.
+// certnode install for install: cron hosts, certnode pull for pull
+// nodes (certnode-pull.timer's command); nothing for install: now, or
+// while the host is down.
 func (r *run) nodeJob(h *testfleet.Host) {
-	if r.mode[h.Name] != "cron" {
+	mode := r.mode[h.Name]
+	r.mu.Lock()
+	down := r.down[h.Name]
+	r.mu.Unlock()
+	if mode == "now" || down {
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.ctx, time.Minute)
 	defer cancel()
-	out, code := r.certnode(ctx, h, "install")
-	if code != 0 || r.p.Long {
-		r.appendLog("node-"+h.Name+".log", fmt.Sprintf("certnode install -> %d", code), out)
+	cmd := "install"
+	if mode == "pull" {
+		cmd = "pull"
 	}
+	out, code := r.certnode(ctx, h, cmd)
+	if code != 0 || r.p.Long {
+		r.appendLog("node-"+h.Name+".log", fmt.Sprintf("certnode %s -> %d", cmd, code), out)
+	}
+}
+
+// bootPull is a pull node's boot unit (certnode-pull-boot.service),
+// which runs before its web server starts.
+func (r *run) bootPull(ctx context.Context, h *testfleet.Host) error {
+	out, code := r.certnode(ctx, h, "pull", "--boot", "--wait", "5m")
+	r.appendLog("node-"+h.Name+".log", fmt.Sprintf("certnode pull --boot --wait 5m -> %d", code), out)
+	if code != 0 {
+		return fmt.Errorf("certnode pull --boot exited %d: %s", code, out)
+	}
+	return nil
 }
 
 func (r *run) certnode(ctx context.Context, h *testfleet.Host, args ...string) ([]byte, int) {
 	cmd := exec.CommandContext(ctx, r.fleet.Certnode, append([]string{"--config", h.CertnodeConfig}, args...)...)
 	cmd.Dir = "/"
-	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
+	// The pull nodes' credentials, as /etc/certnode/env gives them.
+	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "HOME=" + h.Dir,
+		"AWS_ACCESS_KEY_ID=" + teststore.AccessKey, "AWS_SECRET_ACCESS_KEY=" + teststore.SecretKey,
+		"AWS_REGION=us-east-1", "AWS_EC2_METADATA_DISABLED=true"}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(r.fleet.UID), Gid: uint32(r.fleet.GID)}}
 	out, err := cmd.CombinedOutput()
 	return out, exitCode(err)
