@@ -2,9 +2,11 @@ package inventory
 
 import (
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -218,6 +220,10 @@ func TestSplitDeepEntry(t *testing.T) {
 			fmt.Fprintf(&b, "  # host %d, over three lines\n  node-%d:\n    address: 10.1.%d.%d\n    port: 99999\n", i, i, i/250, 1+i%250)
 			line += 4
 			wantLines[line] = fmt.Sprintf("hosts.node-%d.port: 99999 out of range 1..65535", i)
+		case 3000:
+			b.WriteString("  node-10: {address: 10.9.9.9, groups: [web]}\n")
+			line++
+			wantLines[line] = `duplicate key "node-10" in hosts`
 		case 4321:
 			fmt.Fprintf(&b, "  node-%d: {address: 10.1.%d.%d, groups: [web], adress: x}\n", i, i/250, 1+i%250)
 			line++
@@ -236,11 +242,8 @@ func TestSplitDeepEntry(t *testing.T) {
 		t.Fatal("the block was not read entry by entry")
 	}
 	var want []string
-	for l := range wantLines {
+	for _, l := range slices.Sorted(maps.Keys(wantLines)) {
 		want = append(want, fmt.Sprintf("%s:%d: %s", path, l, wantLines[l]))
-	}
-	if len(want) == 2 && want[0] > want[1] {
-		want[0], want[1] = want[1], want[0]
 	}
 	got := errorLines(t, err)
 	if !reflect.DeepEqual(got, want) {
@@ -249,7 +252,8 @@ func TestSplitDeepEntry(t *testing.T) {
 
 	// Without the bad entries, Load reads it entry by entry too, and
 	// every host is there.
-	good := strings.NewReplacer("    port: 99999\n", "    groups: [web]\n", ", adress: x}", "}").Replace(b.String())
+	good := strings.NewReplacer("    port: 99999\n", "    groups: [web]\n", ", adress: x}", "}",
+		"node-10: {address: 10.9.9.9,", "node-3000: {address: 10.1.12.1,").Replace(b.String())
 	if err := os.WriteFile(path, []byte(good), 0o644); err != nil {
 		t.Fatal(err)
 	}

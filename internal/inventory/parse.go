@@ -103,18 +103,20 @@ func (p *parser) parseSplit(b *hostsBlock) (*Config, bool) {
 	}
 	groups := groupLines{}
 	seen := make(map[string]bool, len(b.entries))
-	for _, c := range b.entries {
-		f, ok := c.parse(b.data)
+	for i := 0; i < len(b.entries); i += entriesPerParse {
+		pairs, ok := parseEntries(b.data, b.entries[i:min(i+entriesPerParse, len(b.entries))])
 		if !ok {
 			return nil, false
 		}
-		// As Pairs does for the whole block: one key per host.
-		if seen[f.Key.Value] {
-			p.Errorf(f.Key, "duplicate key %q in %s", f.Key.Value, "hosts")
-			continue
+		for _, f := range pairs {
+			// As Pairs does for the whole block: one key per host.
+			if seen[f.Key.Value] {
+				p.Errorf(f.Key, "duplicate key %q in %s", f.Key.Value, "hosts")
+				continue
+			}
+			seen[f.Key.Value] = true
+			p.host(f, cfg, groups)
 		}
-		seen[f.Key.Value] = true
-		p.host(f, cfg, groups)
 	}
 	p.groupClashes(groups, cfg)
 	p.certs(top.certsKey, top.certsVal, cfg, groups)
