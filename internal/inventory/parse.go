@@ -634,13 +634,14 @@ func (p *parser) hostsFile(n *yaml.Node, key string, c *Cert, cfg *Config, group
 	before := p.Len()
 	entries := parseHostList(c.HostsFile, data, cfg.SSH, &p.Problems)
 	merged := map[string]int{} // configured host name -> line
-	c.listed = make([]Host, 0, len(entries))
+	// Kept in entries' own array, filtered in place: a list may hold
+	// 100,000 hosts, and a second array of them is 20 MB.
+	kept := entries[:0]
 	for _, e := range entries {
 		if _, ok := groups[e.Name]; ok && cfg.Hosts[e.Name] == nil {
 			p.Addf(c.HostsFile, e.line, "%q is a group name, not a host", e.Name)
 			continue
 		}
-		h := e.Host
 		// An entry naming a configured host (host, or host:port) is that
 		// host, with the entry's user and port.
 		conf, ok := cfg.Hosts[e.Name]
@@ -653,16 +654,18 @@ func (p *parser) hostsFile(n *yaml.Node, key string, c *Cert, cfg *Config, group
 				continue
 			}
 			merged[conf.Name] = e.line
-			h = copyHost(*conf)
+			h := copyHost(*conf)
 			if e.setUser {
 				h.User = e.User
 			}
 			if e.setPort {
 				h.Port = e.Port
 			}
+			e.Host = h
 		}
-		c.listed = append(c.listed, h)
+		kept = append(kept, e)
 	}
+	c.listed = kept
 	return p.Len() == before
 }
 
