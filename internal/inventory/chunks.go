@@ -11,11 +11,11 @@ import (
 // The hosts: block of a large inventory is most of the file, and
 // yaml.v3's node tree of it is several times the size of the hosts it
 // yields (about 2.7 KB a host entry). So when the file's layout allows
-// it, the block is read one entry at a time: the rest of the file is
-// parsed with the block's lines left blank (line numbers unchanged),
-// then each entry's lines are parsed on their own and turned into a
-// Host, and their tree dropped, with its line numbers shifted back to
-// the file's.
+// it, the block is read a few entries at a time: the rest of the file
+// is parsed with the block's lines left blank (line numbers unchanged),
+// then the entries' lines are parsed on their own, entriesPerParse at a
+// time, their tree's line numbers shifted back to the file's, turned
+// into Hosts and dropped.
 //
 // The split is made on the source text, by indentation, and only where
 // it cannot change what the file means: anything the splitter cannot

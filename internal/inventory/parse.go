@@ -47,7 +47,7 @@ func Parse(path string, data []byte) (*Config, error) {
 
 type parser struct {
 	yamlconf.Checker
-	// chunked lets parse read the hosts: block one entry at a time when
+	// chunked lets parse read the hosts: block in batches of entries when
 	// the file's layout allows it (see chunks.go).
 	chunked bool
 	split   bool // set by parse when it did
