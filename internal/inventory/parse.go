@@ -50,7 +50,8 @@ type parser struct {
 	// chunked lets parse read the hosts: block in batches of entries when
 	// the file's layout allows it (see chunks.go).
 	chunked bool
-	split   bool // set by parse when it did
+	split   bool              // set by parse when it did
+	strs    map[string]string // see intern
 }
 
 // Known keys of each section, for suggestions when a key is misspelt.
@@ -404,7 +405,7 @@ func (p *parser) host(f yamlconf.Pair, cfg *Config, groups groupLines) {
 			}
 		case "user":
 			if v, ok := p.user(g.Val, key); ok {
-				h.User = v
+				h.User = p.intern(v)
 			}
 		case "groups":
 			items, _ := p.Items(g.Val, key)
@@ -416,7 +417,7 @@ func (p *parser) host(f yamlconf.Pair, cfg *Config, groups groupLines) {
 				if slices.Contains(h.Groups, it.Value) {
 					continue
 				}
-				h.Groups = append(h.Groups, it.Value)
+				h.Groups = append(h.Groups, p.intern(it.Value))
 				groups[it.Value] = append(groups[it.Value], it.Line)
 			}
 		case "verify":
@@ -425,11 +426,11 @@ func (p *parser) host(f yamlconf.Pair, cfg *Config, groups groupLines) {
 			}
 		case "incoming":
 			if v, ok := p.NonEmpty(g.Val, key); ok {
-				h.Incoming = v
+				h.Incoming = p.intern(v)
 			}
 		case "command":
 			if v, ok := p.NonEmpty(g.Val, key); ok {
-				h.Command = v
+				h.Command = p.intern(v)
 			}
 		case "install":
 			if v, ok := p.installMode(g.Val, key); ok {
@@ -440,7 +441,7 @@ func (p *parser) host(f yamlconf.Pair, cfg *Config, groups groupLines) {
 				if !path.IsAbs(v) {
 					p.Errorf(g.Val, "%s: webroot must be an absolute path", key)
 				}
-				h.Webroot = path.Clean(v)
+				h.Webroot = p.intern(path.Clean(v))
 			}
 		default:
 			p.Unknown(g.Key, where, hostKeys)
@@ -454,6 +455,22 @@ func (p *parser) host(f yamlconf.Pair, cfg *Config, groups groupLines) {
 	}
 	*h = cfg.withDefaults(*h)
 	cfg.Hosts[name] = h
+}
+
+// intern returns s, or an equal string seen before: the settings hosts
+// share (user, incoming, command, webroot, group names) are then held
+// once, not once a host.
+func (p *parser) intern(s string) string {
+	if t, ok := p.strs[s]; ok {
+		return t
+	}
+	if p.strs == nil {
+		p.strs = map[string]string{}
+	}
+	if len(p.strs) < 1024 {
+		p.strs[s] = s
+	}
+	return s
 }
 
 // groupClashes reports every mention of a group that has a host's name.
