@@ -187,24 +187,27 @@ func (e *env) pushCert(ctx context.Context, cfg *inventory.Config, name string, 
 			return rep, nil
 		}
 	}
-	var all []inventory.Host
+	// Counted, not copied: a fleet may have 100,000 hosts.
+	total, anySSH := 0, false
 	for _, w := range waves {
-		all = append(all, w.Hosts...)
+		total += len(w.Hosts)
+		anySSH = anySSH || hasSSH(w.Hosts)
 	}
 	if pf.emergency {
-		pf.parallel = max(len(all), 1)
+		pf.parallel = max(total, 1)
 		pf.maxFail = 0
-		e.note("%s: emergency push: all %d hosts at once", name, len(all))
+		e.note("%s: emergency push: all %d hosts at once", name, total)
 	}
-	p, closeAuth, err := e.pusher(cfg, cert, b, pf, hasSSH(all))
+	p, closeAuth, err := e.pusher(cfg, cert, b, pf, anySSH)
 	if err != nil {
 		return rep, err
 	}
 	defer closeAuth()
-	e.log.Info("pushing", "cert", name, "bundle", b.Manifest.ID, "hosts", len(all), "waves", len(waves), "from_wave", pf.fromWave, "dry_run", pf.dryRun, "emergency", pf.emergency)
+	e.log.Info("pushing", "cert", name, "bundle", b.Manifest.ID, "hosts", total, "waves", len(waves), "from_wave", pf.fromWave, "dry_run", pf.dryRun, "emergency", pf.emergency)
 	var results []push.Result
-	var done []inventory.Host // hosts of the finished waves
-	stopped := ""             // why the rollout stopped, "" while it goes on
+	var done []inventory.Host // hosts of the finished waves, when a pause watches them
+	doneN := 0
+	stopped := "" // why the rollout stopped, "" while it goes on
 	for i, w := range waves {
 		if stopped != "" {
 			for _, h := range w.Hosts {
@@ -213,15 +216,22 @@ func (e *env) pushCert(ctx context.Context, cfg *inventory.Config, name string, 
 			continue
 		}
 		rs := wave(w.Name, p.Run(ctx, w.Hosts))
-		results = append(results, rs...)
-		done = append(done, w.Hosts...)
+		if results == nil {
+			results = rs
+		} else {
+			results = append(results, rs...)
+		}
+		doneN += len(w.Hosts)
+		if cert.Pause > 0 && !pf.dryRun {
+			done = append(done, w.Hosts...)
+		}
 		if ctx.Err() != nil {
 			stopped = "rollout interrupted"
 			continue
 		}
 		last := i == len(waves)-1
 		if failed := countFailed(rs); failed > 0 && !pf.dryRun {
-			untouched := len(all) - len(done)
+			untouched := total - doneN
 			if w.Name == "canary" {
 				stopped = "canary failed"
 				rep.Message = fmt.Sprintf("%d of %d canary hosts failed: rollout stopped, %d hosts untouched", failed, len(w.Hosts), untouched)
@@ -238,7 +248,7 @@ func (e *env) pushCert(ctx context.Context, cfg *inventory.Config, name string, 
 				if ctx.Err() != nil {
 					stopped = "rollout interrupted"
 				}
-				rep.Message = fmt.Sprintf("after wave %s: %v: rollout stopped, %d hosts untouched", w.Name, err, len(all)-len(done))
+				rep.Message = fmt.Sprintf("after wave %s: %v: rollout stopped, %d hosts untouched", w.Name, err, total-doneN)
 			}
 		}
 	}

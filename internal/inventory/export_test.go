@@ -16,3 +16,14 @@ func ParseHostList(path string, data []byte, defaults SSH) ([]Host, error) {
 	}
 	return hosts, nil
 }
+
+// parseMode is Parse, reading the hosts: block in batches of entries when
+// chunked is set and the layout allows it; split says whether it did.
+func parseMode(path string, data []byte, chunked bool) (cfg *Config, split bool, err error) {
+	p := &parser{Checker: yamlconf.Checker{File: path}, chunked: chunked}
+	cfg = p.parse(data)
+	if err := p.Err(); err != nil {
+		return nil, p.split, err
+	}
+	return cfg, p.split, nil
+}

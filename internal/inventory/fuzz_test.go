@@ -23,6 +23,7 @@ func FuzzParse(f *testing.F) {
 	}
 	f.Add(example)
 	f.Add([]byte("certs: {a: {domains: [a.example], hosts_file: list, canary: [h1]}}\n"))
+	f.Add([]byte("certs:\n  a: {domains: [a.example], hosts: [g]}\nhosts:\n  # c\n  h1: {address: ::1, groups: [g]}\n  'h2':\n    address: h2\n    groups: [g]\n"))
 
 	// A host list the inputs can name with hosts_file: list.
 	dir := f.TempDir()
@@ -32,6 +33,9 @@ func FuzzParse(f *testing.F) {
 	cfgPath := filepath.Join(dir, "certpush.yaml")
 
 	f.Fuzz(func(t *testing.T, data []byte) {
+		// The hosts: block read entry by entry means what the whole
+		// file's parse does.
+		sameParse(t, cfgPath, data)
 		cfg, err := Parse(cfgPath, data)
 		if err != nil {
 			if cfg != nil {

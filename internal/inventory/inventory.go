@@ -151,7 +151,7 @@ type Cert struct {
 
 	// listed holds the hosts read from HostsFile, merged with the
 	// configured hosts of the same name.
-	listed []Host
+	listed []listedHost
 }
 
 // Challenge says how ACME validates the certificate's domains.
@@ -359,7 +359,7 @@ func (c *Config) resolve(ct *Cert) []Host {
 	// A listed host that is also configured carries the list's user and
 	// port (merged at parse time), so it replaces the configured entry.
 	for i := range ct.listed {
-		add(&ct.listed[i], true)
+		add(&ct.listed[i].Host, true)
 	}
 
 	// Canary hosts move to the front, in canary order; the rest keep

@@ -37,7 +37,7 @@ func Load(path string) (*Config, error) {
 // *Error naming the file and line; all of them are joined with
 // errors.Join, those of the configuration first.
 func Parse(path string, data []byte) (*Config, error) {
-	p := &parser{yamlconf.Checker{File: path}}
+	p := &parser{Checker: yamlconf.Checker{File: path}, chunked: true}
 	cfg := p.parse(data)
 	if err := p.Err(); err != nil {
 		return nil, err
@@ -47,6 +47,11 @@ func Parse(path string, data []byte) (*Config, error) {
 
 type parser struct {
 	yamlconf.Checker
+	// chunked lets parse read the hosts: block in batches of entries when
+	// the file's layout allows it (see chunks.go).
+	chunked bool
+	split   bool              // set by parse when it did
+	strs    map[string]string // see intern
 }
 
 // Known keys of each section, for suggestions when a key is misspelt.
@@ -61,8 +66,77 @@ var (
 )
 
 func (p *parser) parse(data []byte) *Config {
-	cfg := &Config{
-		Path:     p.File,
+	if p.chunked {
+		if b, ok := splitHosts(data); ok {
+			q := &parser{Checker: yamlconf.Checker{File: p.File}}
+			if cfg, ok := q.parseSplit(b); ok {
+				p.Problems, p.split = q.Problems, true
+				return cfg
+			}
+		}
+	}
+	root, ok := p.Document(data)
+	if !ok {
+		return nil
+	}
+	cfg := newConfig(p.File)
+	top := p.top(root, cfg)
+	groups := p.hosts(top.hostsVal, cfg)
+	p.certs(top.certsKey, top.certsVal, cfg, groups)
+	return cfg
+}
+
+// parseSplit parses the file split as b says: the rest of the file, then
+// the hosts: entries one at a time. It returns false, having done nothing
+// that cannot be thrown away (no host list read), when a part does not
+// parse on its own as it should: the whole file must then be parsed.
+func (p *parser) parseSplit(b *hostsBlock) (*Config, bool) {
+	var rest *yaml.Node
+	if !p.quiet(func() { rest, _ = p.Document(b.rest) }) || rest == nil ||
+		rest.Kind != yaml.MappingNode || rest.Style&yaml.FlowStyle != 0 {
+		return nil, false
+	}
+	cfg := newConfig(p.File)
+	top := p.top(rest, cfg)
+	if k := top.hostsKey; k == nil || k.Line != b.keyLine || k.Column != 1 || k.Style != 0 ||
+		!yamlconf.IsNull(top.hostsVal) || top.hostsVal.Tag != "!!null" || top.hostsVal.Value != "" {
+		return nil, false
+	}
+	groups := groupLines{}
+	seen := make(map[string]bool, len(b.entries))
+	for i := 0; i < len(b.entries); i += entriesPerParse {
+		pairs, ok := parseEntries(b.data, b.entries[i:min(i+entriesPerParse, len(b.entries))])
+		if !ok {
+			return nil, false
+		}
+		for _, f := range pairs {
+			// As Pairs does for the whole block: one key per host.
+			if seen[f.Key.Value] {
+				p.Errorf(f.Key, "duplicate key %q in %s", f.Key.Value, "hosts")
+				continue
+			}
+			seen[f.Key.Value] = true
+			p.host(f, cfg, groups)
+		}
+	}
+	p.groupClashes(groups, cfg)
+	p.certs(top.certsKey, top.certsVal, cfg, groups)
+	return cfg, true
+}
+
+// quiet runs f and reports whether it recorded no problem; problems it
+// recorded are dropped.
+func (p *parser) quiet(f func()) bool {
+	saved := p.Problems
+	f()
+	ok := p.Len() == saved.Len()
+	p.Problems = saved
+	return ok
+}
+
+func newConfig(path string) *Config {
+	return &Config{
+		Path:     path,
 		StateDir: DefaultStateDir,
 		SSH: SSH{
 			User:           DefaultUser,
@@ -80,12 +154,18 @@ func (p *parser) parse(data []byte) *Config {
 		Certs: map[string]*Cert{},
 		Hosts: map[string]*Host{},
 	}
+}
 
-	root, ok := p.Document(data)
-	if !ok {
-		return nil
-	}
-	var certsKey, certsVal, hostsVal *yaml.Node
+// topLevel holds the top-level sections read after the others.
+type topLevel struct {
+	certsKey, certsVal *yaml.Node
+	hostsKey, hostsVal *yaml.Node
+}
+
+// top reads the top-level keys of root into cfg, but for certs and hosts,
+// which it returns.
+func (p *parser) top(root *yaml.Node, cfg *Config) topLevel {
+	var t topLevel
 	for _, f := range p.Pairs(root, "") {
 		switch f.Key.Value {
 		case "state_dir":
@@ -99,9 +179,9 @@ func (p *parser) parse(data []byte) *Config {
 		case "roots":
 			cfg.Roots, _ = p.Roots(f.Val, "roots")
 		case "certs":
-			certsKey, certsVal = f.Key, f.Val
+			t.certsKey, t.certsVal = f.Key, f.Val
 		case "hosts":
-			hostsVal = f.Val
+			t.hostsKey, t.hostsVal = f.Key, f.Val
 		case "store":
 			cfg.Store = store.ParseYAML(&p.Checker, f.Val, "store", store.PublisherKeys)
 		default:
@@ -111,9 +191,7 @@ func (p *parser) parse(data []byte) *Config {
 	if cfg.SSH.KnownHosts == "" {
 		cfg.SSH.KnownHosts = filepath.Join(cfg.StateDir, "known_hosts")
 	}
-	groups := p.hosts(hostsVal, cfg)
-	p.certs(certsKey, certsVal, cfg, groups)
-	return cfg
+	return t
 }
 
 func (p *parser) ssh(n *yaml.Node, s *SSH) {
@@ -278,110 +356,135 @@ func (p *parser) eab(keyNode, n *yaml.Node) *EAB {
 	return e
 }
 
-// hosts parses the hosts section and returns the group names, each with
-// the nodes that mention it.
-func (p *parser) hosts(n *yaml.Node, cfg *Config) map[string][]*yaml.Node {
-	groups := map[string][]*yaml.Node{}
+// groupLines holds the group names, each with the lines that mention
+// it.
+type groupLines map[string][]int
+
+// hosts parses the hosts section and returns the group names.
+func (p *parser) hosts(n *yaml.Node, cfg *Config) groupLines {
+	groups := groupLines{}
 	for _, f := range p.Pairs(n, "hosts") {
-		name := f.Key.Value
-		if err := checkHostName(name); err != nil {
-			p.Errorf(f.Key, "hosts: bad host name: %v", err)
-			continue
-		}
-		where := "hosts." + name
-		h := &Host{Name: name}
-		hasAddress := false
-		set := map[string]*yaml.Node{}
-		for _, g := range p.Pairs(f.Val, where) {
-			key := where + "." + g.Key.Value
-			set[g.Key.Value] = g.Key
-			switch g.Key.Value {
-			case "type", "exec", "timeout":
-				p.execKey(g, key, h)
-			case "address":
-				v, ok := p.NonEmpty(g.Val, key)
-				if !ok {
-					hasAddress = true // reported already
-					break
-				}
-				a, err := yamlconf.CheckAddress(v)
-				if err != nil {
-					p.Errorf(yamlconf.Deref(g.Val), "%s: bad address %q: %v", key, v, err)
-				}
-				h.Address, hasAddress = a, true
-			case "port":
-				if v, ok := p.Port(g.Val, key); ok {
-					h.Port = v
-				}
-			case "user":
-				if v, ok := p.user(g.Val, key); ok {
-					h.User = v
-				}
-			case "groups":
-				items, _ := p.Items(g.Val, key)
-				for _, it := range items {
-					if err := checkHostName(it.Value); err != nil {
-						p.Errorf(it, "%s: bad group name: %v", key, err)
-						continue
-					}
-					if slices.Contains(h.Groups, it.Value) {
-						continue
-					}
-					h.Groups = append(h.Groups, it.Value)
-					groups[it.Value] = append(groups[it.Value], it)
-				}
-			case "verify":
-				if v, ok := p.Endpoints(g.Val, key); ok {
-					h.Verify = v
-				}
-			case "incoming":
-				if v, ok := p.NonEmpty(g.Val, key); ok {
-					h.Incoming = v
-				}
-			case "command":
-				if v, ok := p.NonEmpty(g.Val, key); ok {
-					h.Command = v
-				}
-			case "install":
-				if v, ok := p.installMode(g.Val, key); ok {
-					h.Install = v
-				}
-			case "webroot":
-				if v, ok := p.NonEmpty(g.Val, key); ok {
-					if !path.IsAbs(v) {
-						p.Errorf(g.Val, "%s: webroot must be an absolute path", key)
-					}
-					h.Webroot = path.Clean(v)
-				}
-			default:
-				p.Unknown(g.Key, where, hostKeys)
-			}
-		}
-		p.checkExecKeys(where, h, set)
-		if h.Type == TypeExec {
-			p.execNeeds(f.Key, where, h, set)
-		} else if !hasAddress {
-			p.Errorf(f.Key, "%s: address is required", where)
-		}
-		*h = cfg.withDefaults(*h)
-		cfg.Hosts[name] = h
+		p.host(f, cfg, groups)
 	}
 	p.groupClashes(groups, cfg)
 	return groups
 }
 
+// host parses one entry of the hosts section into cfg.Hosts, adding the
+// groups it names to groups.
+func (p *parser) host(f yamlconf.Pair, cfg *Config, groups groupLines) {
+	name := f.Key.Value
+	if err := checkHostName(name); err != nil {
+		p.Errorf(f.Key, "hosts: bad host name: %v", err)
+		return
+	}
+	where := "hosts." + name
+	h := &Host{Name: name}
+	hasAddress := false
+	set := map[string]*yaml.Node{}
+	for _, g := range p.Pairs(f.Val, where) {
+		key := where + "." + g.Key.Value
+		set[g.Key.Value] = g.Key
+		switch g.Key.Value {
+		case "type", "exec", "timeout":
+			p.execKey(g, key, h)
+		case "address":
+			v, ok := p.NonEmpty(g.Val, key)
+			if !ok {
+				hasAddress = true // reported already
+				break
+			}
+			a, err := yamlconf.CheckAddress(v)
+			if err != nil {
+				p.Errorf(yamlconf.Deref(g.Val), "%s: bad address %q: %v", key, v, err)
+			}
+			h.Address, hasAddress = a, true
+		case "port":
+			if v, ok := p.Port(g.Val, key); ok {
+				h.Port = v
+			}
+		case "user":
+			if v, ok := p.user(g.Val, key); ok {
+				h.User = p.intern(v)
+			}
+		case "groups":
+			items, _ := p.Items(g.Val, key)
+			for _, it := range items {
+				if err := checkHostName(it.Value); err != nil {
+					p.Errorf(it, "%s: bad group name: %v", key, err)
+					continue
+				}
+				if slices.Contains(h.Groups, it.Value) {
+					continue
+				}
+				h.Groups = append(h.Groups, p.intern(it.Value))
+				groups[it.Value] = append(groups[it.Value], it.Line)
+			}
+		case "verify":
+			if v, ok := p.Endpoints(g.Val, key); ok {
+				h.Verify = v
+			}
+		case "incoming":
+			if v, ok := p.NonEmpty(g.Val, key); ok {
+				h.Incoming = p.intern(v)
+			}
+		case "command":
+			if v, ok := p.NonEmpty(g.Val, key); ok {
+				h.Command = p.intern(v)
+			}
+		case "install":
+			if v, ok := p.installMode(g.Val, key); ok {
+				h.Install = v
+			}
+		case "webroot":
+			if v, ok := p.NonEmpty(g.Val, key); ok {
+				if !path.IsAbs(v) {
+					p.Errorf(g.Val, "%s: webroot must be an absolute path", key)
+				}
+				h.Webroot = p.intern(path.Clean(v))
+			}
+		default:
+			p.Unknown(g.Key, where, hostKeys)
+		}
+	}
+	p.checkExecKeys(where, h, set)
+	if h.Type == TypeExec {
+		p.execNeeds(f.Key, where, h, set)
+	} else if !hasAddress {
+		p.Errorf(f.Key, "%s: address is required", where)
+	}
+	*h = cfg.withDefaults(*h)
+	cfg.Hosts[name] = h
+}
+
+// intern returns s, or an equal string seen before: the settings hosts
+// share (user, incoming, command, webroot, group names) are then held
+// once, not once a host.
+func (p *parser) intern(s string) string {
+	if t, ok := p.strs[s]; ok {
+		return t
+	}
+	if p.strs == nil {
+		p.strs = map[string]string{}
+	}
+	if len(p.strs) < 1024 {
+		p.strs[s] = s
+	}
+	return s
+}
+
 // groupClashes reports every mention of a group that has a host's name.
-func (p *parser) groupClashes(groups map[string][]*yaml.Node, cfg *Config) {
-	for g, nodes := range groups {
+func (p *parser) groupClashes(groups groupLines, cfg *Config) {
+	for g, lines := range groups {
 		if _, ok := cfg.Hosts[g]; ok {
-			for _, n := range nodes {
-				p.Errorf(n, "group %q has the name of a host; rename one of them", g)
+			for _, line := range lines {
+				p.Addf(p.File, line, "group %q has the name of a host; rename one of them", g)
 			}
 		}
 	}
 }
 
-func (p *parser) certs(keyNode, n *yaml.Node, cfg *Config, groups map[string][]*yaml.Node) {
+func (p *parser) certs(keyNode, n *yaml.Node, cfg *Config, groups groupLines) {
 	entries := p.Pairs(n, "certs")
 	if len(entries) == 0 {
 		p.Errorf(keyNode, "no certificates configured")
@@ -400,7 +503,7 @@ func (p *parser) certs(keyNode, n *yaml.Node, cfg *Config, groups map[string][]*
 	}
 }
 
-func (p *parser) cert(keyNode, n *yaml.Node, cfg *Config, groups map[string][]*yaml.Node) *Cert {
+func (p *parser) cert(keyNode, n *yaml.Node, cfg *Config, groups groupLines) *Cert {
 	name := keyNode.Value
 	where := "certs." + name
 	c := &Cert{Name: name, Install: InstallNow, Anchor: bundle.Anchor{Roots: cfg.Roots}}
@@ -508,7 +611,7 @@ func (p *parser) cert(keyNode, n *yaml.Node, cfg *Config, groups map[string][]*y
 
 // canary checks the canary entries of c (under key), which name hosts
 // among its hosts, and keeps them in c.Canary.
-func (p *parser) canary(c *Cert, canary []*yaml.Node, canaryKey string, hostsFileOK bool, cfg *Config, groups map[string][]*yaml.Node) {
+func (p *parser) canary(c *Cert, canary []*yaml.Node, canaryKey string, hostsFileOK bool, cfg *Config, groups groupLines) {
 	if len(canary) == 0 {
 		return
 	}
@@ -539,7 +642,7 @@ func (p *parser) installMode(n *yaml.Node, key string) (string, bool) {
 
 // hostsFile reads and parses a cert's host list, merging entries that name
 // a configured host.
-func (p *parser) hostsFile(n *yaml.Node, key string, c *Cert, cfg *Config, groups map[string][]*yaml.Node) bool {
+func (p *parser) hostsFile(n *yaml.Node, key string, c *Cert, cfg *Config, groups groupLines) bool {
 	data, err := yamlconf.ReadFile(c.HostsFile, MaxFileSize)
 	if err != nil {
 		p.Errorf(n, "%s: read host list: %v", key, err)
@@ -548,13 +651,14 @@ func (p *parser) hostsFile(n *yaml.Node, key string, c *Cert, cfg *Config, group
 	before := p.Len()
 	entries := parseHostList(c.HostsFile, data, cfg.SSH, &p.Problems)
 	merged := map[string]int{} // configured host name -> line
-	c.listed = make([]Host, 0, len(entries))
+	// Kept in entries' own array, filtered in place: a list may hold
+	// 100,000 hosts, and a second array of them is 20 MB.
+	kept := entries[:0]
 	for _, e := range entries {
 		if _, ok := groups[e.Name]; ok && cfg.Hosts[e.Name] == nil {
 			p.Addf(c.HostsFile, e.line, "%q is a group name, not a host", e.Name)
 			continue
 		}
-		h := e.Host
 		// An entry naming a configured host (host, or host:port) is that
 		// host, with the entry's user and port.
 		conf, ok := cfg.Hosts[e.Name]
@@ -567,16 +671,18 @@ func (p *parser) hostsFile(n *yaml.Node, key string, c *Cert, cfg *Config, group
 				continue
 			}
 			merged[conf.Name] = e.line
-			h = copyHost(*conf)
+			h := copyHost(*conf)
 			if e.setUser {
 				h.User = e.User
 			}
 			if e.setPort {
 				h.Port = e.Port
 			}
+			e.Host = h
 		}
-		c.listed = append(c.listed, h)
+		kept = append(kept, e)
 	}
+	c.listed = kept
 	return p.Len() == before
 }
 
