@@ -27,6 +27,9 @@ type result struct {
 	// ExpiredA lists the expired seconds of hosts that were reachable
 	// whenever a renewal was due.
 	ExpiredA []string
+	// ExpiredOperator lists the expired seconds of a host refused for a
+	// new host key, while it waited for the operator's trust.
+	ExpiredOperator []string
 	// ExpiredB: per fault that left a host unreachable past its
 	// certificate's expiry, the seconds served expired after its return.
 	ExpiredB []expiredAfterReturn
@@ -135,7 +138,15 @@ func (r *run) analyze() *result {
 						}
 					}
 				}
-				if during != nil {
+				waiting := false
+				for _, f := range r.faults {
+					if f.Kind == "newkey" && f.Host == h.Name && !t.Before(f.Start) && !t.After(f.End) {
+						waiting = true
+					}
+				}
+				if waiting {
+					res.ExpiredOperator = append(res.ExpiredOperator, fmt.Sprintf("%s at +%ds", h.Name, sec))
+				} else if during != nil {
 					if bCount[during] == nil {
 						bCount[during] = map[string]int{}
 					}
@@ -274,6 +285,9 @@ func writeReport(p params, r *run, res *result) error {
 
 	fmt.Fprintf(&b, "## Seconds served expired\n\n")
 	fmt.Fprintf(&b, "(a) Hosts reachable whenever a renewal was due: **%d s** (goal 0 s).\n", len(res.ExpiredA))
+	if len(res.ExpiredOperator) > 0 {
+		fmt.Fprintf(&b, "\nA host refused for its new host key, while it waited for the operator's trust: %d s expired (not counted in (a): only the operator can end it).\n", len(res.ExpiredOperator))
+	}
 	for _, e := range res.ExpiredA {
 		fmt.Fprintf(&b, "  - %s\n", e)
 	}
