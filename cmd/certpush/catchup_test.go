@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/certpush/certpush/internal/testacme"
+	"github.com/certpush/certpush/internal/testfleet"
 )
 
 // A host back from an outage gets the current certificate before the
@@ -19,18 +20,7 @@ import (
 // one to every host. (Pebble's window for a three-minute certificate
 // starts at issuance, so every sync renews.)
 func TestSyncCatchesUpFailedHostsBeforeTheOrder(t *testing.T) {
-	profiles := map[string]testacme.Profile{"threeminutes": {Validity: 3 * time.Minute}}
-	w := newModernWorld(t, 2, testacme.Options{Profiles: profiles}, withDNS01(map[string]any{"profile": "threeminutes"}), "")
-	if code, _, _ := w.certpush("obtain", certName); code != 0 {
-		t.Fatalf("obtain exited %d", code)
-	}
-	away := w.fleet.Hosts[1]
-	if err := away.StopSSH(); err != nil {
-		t.Fatal(err)
-	}
-	if code, _, _ := w.certpush("sync"); code != 1 {
-		t.Fatalf("sync with %s down exited %d, want 1", away.Name, code)
-	}
+	w, away := hostMissedASync(t)
 	missed := w.current().Manifest.ID
 	if err := away.StartSSH(context.Background()); err != nil {
 		t.Fatal(err)
@@ -69,18 +59,7 @@ func TestSyncCatchesUpFailedHostsBeforeTheOrder(t *testing.T) {
 // still behind until the order ends. The DNS hook holds the order until
 // the test has seen the returned host serve the current certificate.
 func TestSyncCatchesUpAHostReturningDuringTheOrder(t *testing.T) {
-	profiles := map[string]testacme.Profile{"threeminutes": {Validity: 3 * time.Minute}}
-	w := newModernWorld(t, 2, testacme.Options{Profiles: profiles}, withDNS01(map[string]any{"profile": "threeminutes"}), "")
-	if code, _, _ := w.certpush("obtain", certName); code != 0 {
-		t.Fatalf("obtain exited %d", code)
-	}
-	away := w.fleet.Hosts[1]
-	if err := away.StopSSH(); err != nil {
-		t.Fatal(err)
-	}
-	if code, _, _ := w.certpush("sync"); code != 1 {
-		t.Fatalf("sync with %s down exited %d, want 1", away.Name, code)
-	}
+	w, away := hostMissedASync(t)
 	missed := w.current().Manifest
 
 	// The DNS hook of the next order waits for release (at most 60 s).
@@ -133,4 +112,24 @@ func waitFor(t *testing.T, d time.Duration, what string, ok func() bool) {
 			t.Fatalf("waited %s for %s", d, what)
 		}
 	}
+}
+
+// hostMissedASync obtains a three-minute certificate for two hosts and
+// runs sync with the second one's sshd down (pebble's window for so short
+// a certificate starts at issuance, so the sync renews), leaving it down.
+func hostMissedASync(t *testing.T) (*acmeWorld, *testfleet.Host) {
+	t.Helper()
+	profiles := map[string]testacme.Profile{"threeminutes": {Validity: 3 * time.Minute}}
+	w := newModernWorld(t, 2, testacme.Options{Profiles: profiles}, withDNS01(map[string]any{"profile": "threeminutes"}), "")
+	if code, _, _ := w.certpush("obtain", certName); code != 0 {
+		t.Fatalf("obtain exited %d", code)
+	}
+	away := w.fleet.Hosts[1]
+	if err := away.StopSSH(); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, _ := w.certpush("sync"); code != 1 {
+		t.Fatalf("sync with %s down exited %d, want 1", away.Name, code)
+	}
+	return w, away
 }
