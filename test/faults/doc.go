@@ -5,7 +5,7 @@
 // that no private key is readable by others or written to a log, and that
 // a later push converges the fleet. Its tests run with `go test ./...`.
 //
-// The package itself holds the helpers the tests need that are worth
-// reading on their own, such as Proxy, a loopback TCP proxy that cuts
-// connections after a number of bytes.
+// The network plumbing it shares with the soak (a loopback proxy that
+// cuts or blackholes connections, network namespaces with relays) is in
+// internal/testnet.
 package faults

@@ -21,6 +21,7 @@ import (
 	"github.com/certpush/certpush/internal/devca"
 	"github.com/certpush/certpush/internal/install"
 	"github.com/certpush/certpush/internal/testfleet"
+	"github.com/certpush/certpush/internal/testnet"
 )
 
 // knownHostsWith writes a known_hosts file with a line for every fleet
@@ -47,9 +48,9 @@ func (w *world) knownHostsWith(keys map[string]ssh.PublicKey, extra map[string]s
 
 // viaProxy routes the push to h through a new proxy (known_hosts trusts
 // h's key at the proxy's address too) and returns the proxy.
-func (w *world) viaProxy(h *testfleet.Host, patch func(inv map[string]any)) *Proxy {
+func (w *world) viaProxy(h *testfleet.Host, patch func(inv map[string]any)) *testnet.Proxy {
 	w.t.Helper()
-	p, err := NewProxy(h.SSHAddr())
+	p, err := testnet.NewProxy(h.SSHAddr())
 	if err != nil {
 		w.t.Fatal(err)
 	}

@@ -29,7 +29,7 @@ type faultSpec struct {
 var faultText = map[string]string{
 	"hostdown":   "host down (sshd and nginx stopped) for longer than its certificate's remaining lifetime",
 	"sshonly":    "sshd stopped across a renewal, nginx keeps serving",
-	"partition":  "network partition: the host's sshd and nginx unreachable (TCP blackhole: connections accepted, nothing forwarded)",
+	"partition":  "network partition: the host's sshd and nginx unreachable (its network namespace's veth link down: packets to it are lost)",
 	"reloadfail": "the reload fails once (at a renewal)",
 	"diskfull":   "full disk (tmpfs) on the host's archive across a renewal",
 	"cadown":     "CA down (pebble frozen: connections accepted, nothing answered) across a renewal",
@@ -46,8 +46,9 @@ func schedule(p params) []faultSpec {
 	if !p.LongFaults {
 		return []faultSpec{
 			{Kind: "hostdown", Host: "node-3", At: at(0.3), Dur: at(1.2)},
-			{Kind: "cadown", At: at(1.6), Dur: at(0.3)},
-			{Kind: "newkey", Host: "node-5", At: at(2.1)},
+			{Kind: "partition", Host: "node-1", At: at(1.6), Dur: at(0.5)},
+			{Kind: "cadown", At: at(2.2), Dur: at(0.3)},
+			{Kind: "newkey", Host: "node-5", At: at(2.7)},
 		}
 	}
 	// Hosts by modeFor: pull nodes 3, 6, 9, 12, 15, 18; install: cron
@@ -170,15 +171,14 @@ func (r *run) inject(ctx context.Context, f *faultRec) error {
 		return h.StartSSH(ctx)
 	case "partition":
 		f.Unreachable = true
-		px := r.proxies[f.Host]
+		ns := r.nets[f.Host].ns
 		start()
-		px[0].Blackhole(true)
-		px[1].Blackhole(true)
+		if err := ns.Partition(true); err != nil {
+			return err
+		}
 		sleepCtx(ctx, f.Dur)
-		px[0].Blackhole(false)
-		px[1].Blackhole(false)
 		f.End = time.Now()
-		return nil
+		return ns.Partition(false)
 	case "reloadfail":
 		flagFile := r.reloadFlag[f.Host]
 		r.beforeRenewal(ctx, time.Second)

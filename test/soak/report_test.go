@@ -111,6 +111,10 @@ func (r *run) analyze() *result {
 	bCount := map[*faultRec]map[string]int{}
 	for _, h := range r.fleet.Hosts {
 		hr := hostResult{Name: h.Name, Mode: r.mode[h.Name]}
+		// phSince: when the host began serving the placeholder it serves
+		// now (a rebuilt node's, until its first push or pull); zero while
+		// it serves a certificate of the CA.
+		var phSince time.Time
 		for sec := 0; sec < last; sec++ {
 			s := r.secs[h.Name][sec]
 			t := at(sec)
@@ -125,6 +129,11 @@ func (r *run) analyze() *result {
 			idx, known := byFP[s.FP]
 			if !known {
 				hr.Placeholder++
+				if phSince.IsZero() {
+					phSince = t
+				}
+			} else {
+				phSince = time.Time{}
 			}
 			switch s.State {
 			case stateExpired:
@@ -158,14 +167,15 @@ func (r *run) analyze() *result {
 				hr.OK++
 			}
 			cur := current(t)
-			if s.FP != r.history[cur].FP {
-				succ := 0
-				if known {
-					succ = min(idx+1, cur)
-				}
-				if idx < cur || !known {
-					hr.WorstStale = max(hr.WorstStale, t.Sub(r.history[succ].Seen))
-				}
+			switch {
+			case !known:
+				// Stale since it began serving the placeholder: a current
+				// certificate existed already (the first sync made one).
+				hr.WorstStale = max(hr.WorstStale, t.Sub(phSince))
+			case idx < cur:
+				// Stale since the certificate after the one served became
+				// current.
+				hr.WorstStale = max(hr.WorstStale, t.Sub(r.history[idx+1].Seen))
 			}
 		}
 		res.Hosts = append(res.Hosts, hr)
@@ -345,8 +355,6 @@ func writeReport(p params, r *run, res *result) error {
 			fmt.Fprintf(&b, "- %s\n", n)
 		}
 	}
-	fmt.Fprintf(&b, "\n## Not covered\n\n")
-	fmt.Fprintf(&b, "- The partition is a TCP blackhole in front of the host's sshd and nginx (test/faults' Proxy), not the fault suite's network namespace with the link down.\n")
 	kinds := map[string]bool{}
 	for _, f := range p.Faults {
 		kinds[f.Kind] = true
@@ -359,6 +367,7 @@ func writeReport(p params, r *run, res *result) error {
 	}
 	slices.Sort(missing)
 	if len(missing) > 0 {
+		fmt.Fprintf(&b, "\n## Not covered\n\n")
 		fmt.Fprintf(&b, "- Not in this run's schedule: %s (the long run has them all).\n", strings.Join(missing, ", "))
 	}
 	fmt.Fprintf(&b, "\n## Timelines\n\nRemaining lifetime of the certificate each host served (gaps: nothing answered; below 0: expired).\n\n")

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -25,9 +26,9 @@ import (
 	"github.com/certpush/certpush/internal/testacme"
 	"github.com/certpush/certpush/internal/testfleet"
 	"github.com/certpush/certpush/internal/testlog"
+	"github.com/certpush/certpush/internal/testnet"
 	"github.com/certpush/certpush/internal/teststore"
 	"github.com/certpush/certpush/internal/verify"
-	"github.com/certpush/certpush/test/faults"
 )
 
 var (
@@ -186,9 +187,10 @@ type run struct {
 	// down: hosts that are down (a fault), whose node timer does not run.
 	down map[string]bool
 	// probeAddr is where the probe (and certpush status) reach each
-	// host's nginx; a partitioned host's goes through a proxy.
+	// host's nginx; a partitioned host's goes through a relay in its
+	// network namespace.
 	probeAddr  map[string]string
-	proxies    map[string][2]*faults.Proxy
+	nets       map[string]*partitioned
 	reloadFlag map[string]string // host -> file whose presence fails the next reload
 	start      time.Time
 	stop       time.Time
@@ -237,7 +239,7 @@ type syncRun struct {
 
 func setup(t *testing.T, p params) *run {
 	r := &run{t: t, p: p, ctx: t.Context(), dir: t.TempDir(), mode: map[string]string{}, probeAddr: map[string]string{},
-		proxies: map[string][2]*faults.Proxy{}, reloadFlag: map[string]string{}, secs: map[string]map[int]*second{}, down: map[string]bool{}}
+		nets: map[string]*partitioned{}, reloadFlag: map[string]string{}, secs: map[string]map[int]*second{}, down: map[string]bool{}}
 	if err := os.Chmod(r.dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -301,7 +303,7 @@ func setup(t *testing.T, p params) *run {
 	for _, f := range p.Faults {
 		switch f.Kind {
 		case "partition":
-			r.addProxies(f.Host)
+			r.addNetns(f.Host)
 		case "reloadfail":
 			r.failingReload(f.Host)
 		}
@@ -339,20 +341,36 @@ func setup(t *testing.T, p params) *run {
 	return r
 }
 
-// addProxies puts a host's sshd and nginx behind proxies that a
-// partition fault blackholes.
-func (r *run) addProxies(name string) {
+// partitioned is a host that a partition fault cuts off: its sshd and
+// nginx are reached only through relays inside a network namespace,
+// whose link the fault takes down.
+type partitioned struct {
+	ns       *testnet.Netns
+	ssh, tls *testnet.Proxy
+}
+
+// addNetns puts a host's sshd and nginx behind relays in a new network
+// namespace; certpush, its known_hosts and the probe reach the host
+// there.
+func (r *run) addNetns(name string) {
+	if why := testnet.Available(); why != "" {
+		r.t.Fatalf("the partition fault needs a network namespace: %s", why)
+	}
 	h := r.fleet.Host(name)
-	sp, err := faults.NewProxy(h.SSHAddr())
+	ns, err := testnet.NewNetns()
 	if err != nil {
 		r.t.Fatal(err)
 	}
-	tp, err := faults.NewProxy(h.TLSAddr())
+	r.t.Cleanup(func() { ns.Close() })
+	sp, err := ns.Relay(h.SSHAddr())
 	if err != nil {
 		r.t.Fatal(err)
 	}
-	r.t.Cleanup(func() { sp.Close(); tp.Close() })
-	r.proxies[name] = [2]*faults.Proxy{sp, tp}
+	tp, err := ns.Relay(h.TLSAddr())
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	r.nets[name] = &partitioned{ns: ns, ssh: sp, tls: tp}
 	r.probeAddr[name] = tp.Addr
 	line := knownhosts.Line([]string{knownhosts.Normalize(sp.Addr)}, h.HostKey)
 	f, err := os.OpenFile(r.fleet.KnownHosts, os.O_WRONLY|os.O_APPEND, 0)
@@ -412,11 +430,12 @@ func (r *run) patchInventory() {
 		}
 		hosts[name].(map[string]any)["install"] = mode
 	}
-	for name, px := range r.proxies {
-		_, port, _ := strings.Cut(px[0].Addr, ":")
+	for name, pn := range r.nets {
+		_, port, _ := net.SplitHostPort(pn.ssh.Addr)
 		n, _ := strconv.Atoi(port)
+		hosts[name].(map[string]any)["address"] = pn.ns.NsAddr
 		hosts[name].(map[string]any)["port"] = n
-		hosts[name].(map[string]any)["verify"] = []string{px[1].Addr}
+		hosts[name].(map[string]any)["verify"] = []string{pn.tls.Addr}
 	}
 	if data, err = yaml.Marshal(inv); err != nil {
 		r.t.Fatal(err)
