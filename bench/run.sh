@@ -1,13 +1,14 @@
 #!/bin/sh
 # make bench: fan-out benchmark against real sshd hosts on loopback
 # (certpush vs the SSH floor, an rsync loop and pssh), then the Go
-# benchmarks of scale (10,000-host plan, 1,000-endpoint status) and of the
-# node side. Results go to bench/results/ and into BENCHMARKS.md.
+# benchmarks of scale (10,000-host plan, 1,000-endpoint status), of the
+# node side and of pull mode (PULL_NODES nodes converging after a
+# publish). Results go to bench/results/ and into BENCHMARKS.md.
 #
 # Environment: SIZES (default 10,100,200), REPS (3), PARALLEL (64),
 # RSYNC_MAX (largest size the sequential rsync loop runs at; default 200),
 # RTTS (round-trip times of the delay-proxy runs, ms; 0,10,50),
-# RTT_SIZES (their sizes; 1,100).
+# RTT_SIZES (their sizes; 1,100), PULL_NODES (50).
 set -eu
 cd "$(dirname "$0")/.."
 export PATH="$PATH:/usr/local/go/bin"
@@ -69,7 +70,7 @@ echo "bench: round trips at ${RTTS:-0,10,50} ms RTT" >&2
 	-rtt "${RTTS:-0,10,50}" -rtt-sizes "${RTT_SIZES:-1,100}" -reps "$REPS" \
 	-md BENCHMARKS.md -section fanout-rtt -json bench/results/fanout-rtt.json | tee bench/results/fanout-rtt.md
 
-echo "bench: Go benchmarks (scale, node)" >&2
+echo "bench: Go benchmarks (scale, node, pull)" >&2
 out=bench/results/gobench.txt
 {
 	echo '```'
@@ -78,6 +79,9 @@ out=bench/results/gobench.txt
 	CERTNODE_BIN="$tmp/certnode" go test -run '^$' -bench . -benchtime 50x ./bench/node
 	echo "bench: node install again with the certnode root on tmpfs (no disk flush cost):"
 	TMPDIR=/dev/shm go test -run '^$' -bench 'Install$' -benchtime 50x ./bench/node
+	echo "bench: pull mode, ${PULL_NODES:-50} nodes (nginx each) pulling at once after a publish:"
+	CERTPUSH_BIN="$tmp/certpush" CERTNODE_BIN="$tmp/certnode" PULL_NODES="${PULL_NODES:-50}" \
+		go test -run '^$' -bench PullConverge -benchtime 3x -timeout 20m ./bench/pull
 	echo '```'
 } | grep -v '^goos\|^goarch\|^pkg\|^cpu\|^PASS' | tee "$out"
 
