@@ -19,6 +19,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"gopkg.in/yaml.v3"
 )
@@ -60,13 +61,15 @@ func (c *Checker) Errorf(n *yaml.Node, format string, args ...any) {
 	c.Addf(c.File, line, format, args...)
 }
 
-var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+// yamlLine is compiled on first use: only a syntax error needs it, and
+// every certnode start would pay for it at init.
+var yamlLine = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^yaml: line (\d+): (.*)$`) })
 
 // syntaxError reports an error of the YAML decoder, at its line when it
 // names one.
 func (c *Checker) syntaxError(err error) {
 	msg := err.Error()
-	if m := yamlLine.FindStringSubmatch(msg); m != nil {
+	if m := yamlLine().FindStringSubmatch(msg); m != nil {
 		line, _ := strconv.Atoi(m[1])
 		c.report(line, m[2])
 		return
