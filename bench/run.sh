@@ -36,8 +36,9 @@ command -v go >/dev/null || { echo "bench: go not found" >&2; exit 2; }
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 echo "bench: building" >&2
-go build -trimpath -o "$tmp/certpush" ./cmd/certpush
-go build -trimpath -o "$tmp/certnode" ./cmd/certnode
+# Built as the packages build them (packaging/deb.sh): static, stripped.
+CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o "$tmp/certpush" ./cmd/certpush
+CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o "$tmp/certnode" ./cmd/certnode
 go build -o "$tmp/fanout" ./bench/fanout
 
 mkdir -p bench/results

@@ -141,6 +141,7 @@ func certnodeBin(b *testing.B) string {
 	}
 	out := filepath.Join(b.TempDir(), "certnode")
 	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", out, "../../cmd/certnode")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0") // static, as the packages are
 	if msg, err := cmd.CombinedOutput(); err != nil {
 		b.Fatalf("build certnode: %v: %s", err, msg)
 	}
