@@ -207,7 +207,7 @@ func binaries(b *testing.B) (certpush, certnode string) {
 		}
 		*bin.path = filepath.Join(dir, bin.pkg)
 		cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", *bin.path, "../../cmd/"+bin.pkg)
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0") // static, as the packages are
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0") // static, as the packages are
 		if msg, err := cmd.CombinedOutput(); err != nil {
 			b.Fatalf("build %s: %v: %s", bin.pkg, err, msg)
 		}
