@@ -11,8 +11,8 @@ func ParseHostList(path string, data []byte, defaults SSH) ([]Host, error) {
 		return nil, err
 	}
 	hosts := make([]Host, len(entries))
-	for i, e := range entries {
-		hosts[i] = e.Host
+	for i := range entries {
+		hosts[i] = entries[i].host()
 	}
 	return hosts, nil
 }

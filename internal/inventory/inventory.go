@@ -317,7 +317,7 @@ func (c *Config) memberSet(ct *Cert) map[string]bool {
 		}
 	}
 	for i := range ct.listed {
-		set[ct.listed[i].Name] = true
+		set[ct.listed[i].name()] = true
 	}
 	return set
 }
@@ -359,7 +359,8 @@ func (c *Config) resolve(ct *Cert) []Host {
 	// A listed host that is also configured carries the list's user and
 	// port (merged at parse time), so it replaces the configured entry.
 	for i := range ct.listed {
-		add(&ct.listed[i].Host, true)
+		h := ct.listed[i].host()
+		add(&h, true)
 	}
 
 	// Canary hosts move to the front, in canary order; the rest keep

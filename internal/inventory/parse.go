@@ -678,7 +678,7 @@ func (p *parser) hostsFile(n *yaml.Node, key string, c *Cert, cfg *Config, group
 			if e.setPort {
 				h.Port = e.Port
 			}
-			e.Host = h
+			e.base, e.merged = &h, true
 		}
 		kept = append(kept, e)
 	}

@@ -144,7 +144,40 @@ func (p *Pusher) Run(ctx context.Context, hosts []inventory.Host) []Result {
 		done   int
 		failed int
 	)
-	for i, h := range hosts {
+	next := make(chan int)
+	workers := 0
+	one := func(i int) {
+		defer func() { <-sem }()
+		h := hosts[i]
+		// Hosts under way are not cut short by ctx: they run to the
+		// end or to their own deadline, so none is left half-done.
+		// An exec target's command is the exception: it is
+		// killed when the caller's context is cancelled.
+		hctx := context.WithoutCancel(ctx)
+		if h.IsExec() {
+			hctx = parent
+		}
+		r := p.host(hctx, h)
+		results[i] = r
+		mu.Lock()
+		defer mu.Unlock()
+		done++
+		if !r.OK() {
+			failed++
+			if p.opts.MaxFailures > 0 && failed > p.opts.MaxFailures {
+				stop(fmt.Errorf("%w: %d hosts failed, more than %d", ErrTooManyFailures, failed, p.opts.MaxFailures))
+			}
+		}
+		if p.opts.Progress != nil {
+			p.opts.Progress(done, len(hosts), r)
+		}
+	}
+	work := func() {
+		for i := range next {
+			one(i)
+		}
+	}
+	for i := range hosts {
 		if ctx.Err() == nil {
 			select {
 			case sem <- struct{}{}:
@@ -161,34 +194,21 @@ func (p *Pusher) Run(ctx context.Context, hosts []inventory.Host) []Result {
 			}
 			break
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			// Hosts under way are not cut short by ctx: they run to the
-			// end or to their own deadline, so none is left half-done.
-			// An exec target's command is the exception: it is
-			// killed when the caller's context is cancelled.
-			hctx := context.WithoutCancel(ctx)
-			if h.IsExec() {
-				hctx = parent
+		// A worker is started only when none is idle, and at most
+		// Parallel of them; each takes host after host and keeps the
+		// stack it grew (a goroutine per host grows a new one each
+		// time, which over 100,000 hosts is a good part of the CPU).
+		select {
+		case next <- i:
+		default:
+			if workers < p.opts.Parallel {
+				workers++
+				wg.Go(work)
 			}
-			r := p.host(hctx, h)
-			results[i] = r
-			mu.Lock()
-			defer mu.Unlock()
-			done++
-			if !r.OK() {
-				failed++
-				if p.opts.MaxFailures > 0 && failed > p.opts.MaxFailures {
-					stop(fmt.Errorf("%w: %d hosts failed, more than %d", ErrTooManyFailures, failed, p.opts.MaxFailures))
-				}
-			}
-			if p.opts.Progress != nil {
-				p.opts.Progress(done, len(hosts), r)
-			}
-		}()
+			next <- i
+		}
 	}
+	close(next)
 	wg.Wait()
 	return results
 }
