@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -322,6 +323,10 @@ func pauseInterval(pause time.Duration) time.Duration {
 	return min(max(pause/5, 200*time.Millisecond), 5*time.Second)
 }
 
+// dialTCP, when set, replaces the TCP dial to SSH hosts (push.Options.DialTCP).
+// Only tests and benchmarks set it; in certpush it is nil.
+var dialTCP func(ctx context.Context, addr string) (net.Conn, error)
+
 // pusher makes the pusher of bundle b for cert with the config's SSH
 // settings and the flags; closeAuth releases the SSH agent, if any.
 func (e *env) pusher(cfg *inventory.Config, cert *inventory.Cert, b *bundle.Bundle, pf pushFlags, needSSH bool) (p *push.Pusher, closeAuth func(), err error) {
@@ -351,6 +356,7 @@ func (e *env) pusher(cfg *inventory.Config, cert *inventory.Cert, b *bundle.Bund
 		Progress:       e.progress(cert.Name),
 		MaxFailures:    pf.maxFail,
 		ExecOnly:       !needSSH,
+		DialTCP:        dialTCP,
 	})
 	if err != nil {
 		closeAuth()

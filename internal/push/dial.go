@@ -24,6 +24,7 @@ type Dialer struct {
 	auth           []ssh.AuthMethod
 	keys           *hostKeys
 	connectTimeout time.Duration
+	dialTCP        func(ctx context.Context, addr string) (net.Conn, error) // nil: a net.Dialer (see Options.DialTCP)
 }
 
 // NewDialer reads the known_hosts file once, logging to log (nil for
@@ -50,8 +51,14 @@ func (d *Dialer) Dial(ctx context.Context, h inventory.Host) (*ssh.Client, error
 	addr := h.SSHAddress()
 	dctx, cancel := context.WithTimeout(ctx, d.connectTimeout)
 	defer cancel()
-	var nd net.Dialer
-	conn, err := nd.DialContext(dctx, "tcp", addr)
+	var conn net.Conn
+	var err error
+	if d.dialTCP != nil {
+		conn, err = d.dialTCP(dctx, addr)
+	} else {
+		var nd net.Dialer
+		conn, err = nd.DialContext(dctx, "tcp", addr)
+	}
 	if err != nil {
 		return nil, connectFailed(err)
 	}

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"net"
 	"os"
 	"path"
 	"slices"
@@ -64,6 +65,11 @@ type Options struct {
 	// ExecOnly says that only exec targets are pushed to: no SSH dialer
 	// is made, known_hosts is not read, and an SSH host fails.
 	ExecOnly bool
+	// DialTCP, when set, opens the TCP connection to an SSH host in place
+	// of a net.Dialer. It is a seam for tests and benchmarks (a fake
+	// dialer that fails at once measures the plan without the kernel's
+	// cost of real dials); certpush itself never sets it.
+	DialTCP func(ctx context.Context, addr string) (net.Conn, error)
 }
 
 // Result is the outcome for one host.
@@ -115,6 +121,7 @@ func New(b *bundle.Bundle, opts Options) (*Pusher, error) {
 		if dialer, err = NewDialer(opts.Auth, opts.KnownHosts, opts.ConnectTimeout, opts.Logger); err != nil {
 			return nil, err
 		}
+		dialer.dialTCP = opts.DialTCP
 	}
 	files := make(map[string][]byte, len(bundle.Files)+1)
 	var frames []wire.File
