@@ -1,7 +1,8 @@
 #!/bin/sh
 # make bench: fan-out benchmark against real sshd hosts on loopback
 # (certpush vs the SSH floor, an rsync loop and pssh), then the Go
-# benchmarks of scale (10,000-host plan, 1,000-endpoint status), of the
+# benchmarks of scale (10,000-host plan, 1,000-endpoint status), the
+# plan with a fake dialer (cmd/certpush BenchmarkPlanFakeDial), of the
 # node side and of pull mode (PULL_NODES nodes converging after a
 # publish). Results go to bench/results/ and into BENCHMARKS.md.
 #
@@ -77,6 +78,9 @@ out=bench/results/gobench.txt
 	echo '```'
 	CERTPUSH_BIN="$tmp/certpush" go test -run '^$' -bench 'Plan|InventoryHeap' -benchtime 2x ./bench/scale
 	CERTPUSH_BIN="$tmp/certpush" go test -run '^$' -bench Status -benchtime 3x ./bench/scale
+	echo "bench: the plan in process with a fake dialer refused at once (no kernel dials), one size a process:"
+	go test -run '^$' -bench 'PlanFakeDial/hosts=10000$' -benchtime 1x ./cmd/certpush
+	go test -run '^$' -bench 'PlanFakeDial/hosts=100000$' -benchtime 1x ./cmd/certpush
 	CERTNODE_BIN="$tmp/certnode" go test -run '^$' -bench . -benchtime 50x ./bench/node
 	echo "bench: node install again with the certnode root on tmpfs (no disk flush cost):"
 	TMPDIR=/dev/shm go test -run '^$' -bench 'Install$' -benchtime 50x ./bench/node
