@@ -3,7 +3,8 @@
 # (certpush vs the SSH floor, an rsync loop and pssh), then the Go
 # benchmarks of scale (10,000-host plan, 1,000-endpoint status), the
 # plan with a fake dialer (cmd/certpush BenchmarkPlanFakeDial), of the
-# node side and of pull mode (PULL_NODES nodes converging after a
+# node side and of pull mode (no-op pull and publish against versitygw,
+# PULL_NODES nodes converging after a
 # publish). Results go to bench/results/ and into BENCHMARKS.md.
 #
 # Environment: SIZES (default 10,100,200), REPS (3), PARALLEL (64),
@@ -84,6 +85,8 @@ out=bench/results/gobench.txt
 	CERTNODE_BIN="$tmp/certnode" go test -run '^$' -bench . -benchtime 50x ./bench/node
 	echo "bench: node install again with the certnode root on tmpfs (no disk flush cost):"
 	TMPDIR=/dev/shm go test -run '^$' -bench 'Install$' -benchtime 50x ./bench/node
+	echo "bench: pull mode in process and as a process (no-op pull: one 304), against versitygw:"
+	CERTNODE_BENCH_BIN="$tmp/certnode" go test -run '^$' -bench 'PullNotModified|PullProcess|Publish' -benchtime 30x ./internal/pull
 	echo "bench: pull mode, ${PULL_NODES:-50} nodes (nginx each) pulling at once after a publish:"
 	CERTPUSH_BIN="$tmp/certpush" CERTNODE_BIN="$tmp/certnode" PULL_NODES="${PULL_NODES:-50}" \
 		go test -run '^$' -bench PullConverge -benchtime 3x -timeout 20m ./bench/pull
