@@ -1,7 +1,8 @@
 // Command fanout measures pushing one certificate to N real sshd hosts on
 // loopback with certpush, against the SSH floor (one connection per host
-// running `true`), a sequential rsync+ssh loop and parallel-scp +
-// parallel-ssh. Every run is checked: each host must have installed every
+// running `true`), a sequential rsync+ssh loop (OpenSSH's default settings)
+// and parallel-scp + parallel-ssh (once forcing curve25519 as certpush does,
+// once at OpenSSH's defaults). Every run is checked: each host must have installed every
 // file of the bundle with the right hash and mode. Results go to a JSON
 // file and into the marked section of BENCHMARKS.md.
 package main
@@ -48,8 +49,9 @@ const (
 	mFloor = "floor"
 	mPush  = "push"
 	mRerun = "rerun"
-	mPSSH  = "pssh"
-	mRsync = "rsync"
+	mPSSH  = "pssh"         // key exchange forced to curve25519, like Go's
+	mPSSHD = "pssh-default" // OpenSSH's default key exchange (sntrup761x25519 in 9.2)
+	mRsync = "rsync"        // OpenSSH's defaults
 	// The same with another certpush build (-baseline), for comparisons
 	// of changes.
 	mPushB  = "push-baseline"
@@ -60,8 +62,9 @@ var methodTitle = map[string]string{
 	mFloor:  "floor: Go x/crypto/ssh, 1 connection/host, `true`",
 	mPush:   "certpush push + install",
 	mRerun:  "certpush push, unchanged (all skipped)",
-	mPSSH:   "parallel-scp + parallel-ssh (install)",
-	mRsync:  "sequential rsync + ssh loop (install)",
+	mPSSH:   "parallel-scp + parallel-ssh, curve25519 (install)",
+	mPSSHD:  "parallel-scp + parallel-ssh, OpenSSH defaults (install)",
+	mRsync:  "sequential rsync + ssh loop, OpenSSH defaults (install)",
 	mPushB:  "baseline certpush push + install",
 	mRerunB: "baseline certpush push, unchanged",
 }
@@ -91,7 +94,7 @@ func main() {
 	flag.StringVar(&c.certpush, "certpush", "bin/certpush", "certpush binary")
 	flag.StringVar(&c.certnode, "certnode", "bin/certnode", "certnode binary")
 	flag.StringVar(&c.baseline, "baseline", "", "another certpush binary measured the same way, for comparisons")
-	flag.StringVar(&c.only, "methods", "", "measure only these methods (comma-separated: floor,push,pssh,rsync,push-baseline)")
+	flag.StringVar(&c.only, "methods", "", "measure only these methods (comma-separated: floor,push,pssh,pssh-default,rsync,push-baseline,floor-lp,push-lp)")
 	flag.StringVar(&sizes, "sizes", "10,100,200", "fleet sizes, comma-separated")
 	flag.IntVar(&c.reps, "reps", 3, "repetitions of every (size, method)")
 	flag.IntVar(&c.parallel, "parallel", 64, "hosts in flight (certpush, floor, pssh)")
@@ -162,7 +165,10 @@ type bench struct {
 	serial int
 	start  time.Time
 	sshOpt []string
-	cur    *bundle.Bundle
+	// sshOptDefault is sshOpt without the key exchange forced: what
+	// users run.
+	sshOptDefault []string
+	cur           *bundle.Bundle
 	// loadStart is the load average when the run started.
 	loadStart string
 	// clientCfg is the floor's SSH client configuration.
@@ -238,18 +244,18 @@ func run(ctx context.Context, c config, log *slog.Logger) (err error) {
 	if b.clientCfg, err = b.fleet.ClientConfig(); err != nil {
 		return err
 	}
-	b.sshOpt = []string{
+	b.sshOptDefault = []string{
 		"-F", "/dev/null",
 		"-i", b.fleet.Identity,
 		"-o", "IdentitiesOnly=yes",
 		"-o", "UserKnownHostsFile=" + b.fleet.KnownHosts,
 		"-o", "StrictHostKeyChecking=yes",
-		"-o", "KexAlgorithms=curve25519-sha256",
 		"-o", "BatchMode=yes",
 		"-o", "ControlMaster=no",
 		"-o", "ControlPath=none",
 		"-o", "LogLevel=ERROR",
 	}
+	b.sshOpt = append(slices.Clone(b.sshOptDefault), "-o", "KexAlgorithms=curve25519-sha256")
 	if err := b.prepare(); err != nil {
 		return err
 	}
@@ -272,7 +278,7 @@ func run(ctx context.Context, c config, log *slog.Logger) (err error) {
 	}
 
 	var samples []sample
-	methods := []string{mFloor, mPush, mPSSH, mRsync}
+	methods := []string{mFloor, mPush, mPSSH, mPSSHD, mRsync}
 	if c.baseline != "" {
 		methods = append(methods, mPushB)
 	}
@@ -421,7 +427,9 @@ func (b *bench) measure(ctx context.Context, method string, n, rep int) (sample,
 	case mPush, mRerun, mPushB, mRerunB, mPushLP, mRerunLP:
 		err = b.certpush(ctx, n, method)
 	case mPSSH:
-		err = b.pssh(ctx, n)
+		err = b.pssh(ctx, n, b.sshOpt)
+	case mPSSHD:
+		err = b.pssh(ctx, n, b.sshOptDefault)
 	case mRsync:
 		err = b.rsync(ctx, hosts)
 	}
@@ -578,22 +586,20 @@ func (b *bench) certpush(ctx context.Context, n int, method string) error {
 	return nil
 }
 
-func (b *bench) sshArgs(port int) []string {
-	return append(slices.Clone(b.sshOpt), "-p", strconv.Itoa(port))
-}
-
 // rsync copies the bundle to each host in turn with rsync over ssh, then
-// runs certnode install over a second ssh connection.
+// runs certnode install over a second ssh connection, both with OpenSSH's
+// default key exchange, as such a loop runs.
 func (b *bench) rsync(ctx context.Context, hosts []*testfleet.Host) error {
 	id := b.cur.Manifest.ID
 	src := filepath.Join(b.store.Dir, certName, id) + "/"
 	for _, h := range hosts {
 		dst := fmt.Sprintf("%s@127.0.0.1:%s/", b.fleet.User, filepath.Join(h.Incoming, certName, id))
-		e := "ssh " + strings.Join(b.sshArgs(h.SSHPort), " ")
+		sshArgs := append(slices.Clone(b.sshOptDefault), "-p", strconv.Itoa(h.SSHPort))
+		e := "ssh " + strings.Join(sshArgs, " ")
 		if out, err := exec.CommandContext(ctx, "rsync", "-a", "--mkpath", "-e", e, src, dst).CombinedOutput(); err != nil {
 			return fmt.Errorf("rsync to %s: %w: %s", h.Name, err, out)
 		}
-		args := append(b.sshArgs(h.SSHPort), b.fleet.User+"@127.0.0.1",
+		args := append(sshArgs, b.fleet.User+"@127.0.0.1",
 			fmt.Sprintf("%s install --json --id %s %s", h.Command, id, certName))
 		if out, err := exec.CommandContext(ctx, "ssh", args...).CombinedOutput(); err != nil {
 			return fmt.Errorf("ssh install on %s: %w: %s", h.Name, err, out)
@@ -606,11 +612,11 @@ func (b *bench) rsync(ctx context.Context, hosts []*testfleet.Host) error {
 // parallel-ssh. The remote path is resolved by the remote shell from the
 // port the connection came in on (legacy scp protocol, -O), through the
 // per-port links made by prepare.
-func (b *bench) pssh(ctx context.Context, n int) error {
+func (b *bench) pssh(ctx context.Context, n int, opt []string) error {
 	id := b.cur.Manifest.ID
 	src := filepath.Join(b.store.Dir, certName, id)
 	ports := filepath.Join(b.dir, "ports")
-	x := strings.Join(b.sshOpt, " ")
+	x := strings.Join(opt, " ")
 	par := strconv.Itoa(b.c.parallel)
 	dst := ports + `/"${SSH_CONNECTION##* }"/`
 	if out, err := exec.CommandContext(ctx, "parallel-scp", "-p", par, "-h", b.hostList(n), "-x", "-O "+x, "-t", "120", "-r", src, dst).CombinedOutput(); err != nil {
