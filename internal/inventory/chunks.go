@@ -2,6 +2,7 @@ package inventory
 
 import (
 	"bytes"
+	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
 
@@ -53,6 +54,8 @@ func entryStart(c byte) bool {
 // into entries. It returns false when there is no such block or its
 // layout is one the split cannot be proved safe for:
 //
+//   - text that is not valid UTF-8 (the whole-file parse refuses it, and
+//     blanking the block's lines could hide the bad bytes from it);
 //   - a line break other than \n or \r\n (YAML also breaks lines at a
 //     lone \r, NEL, LS and PS), a byte-order mark, or a tab before a
 //     line's first character: line numbers or indentation could differ;
@@ -67,6 +70,9 @@ func entryStart(c byte) bool {
 // part that does not parse on its own, which the caller treats as a
 // fallback too.
 func splitHosts(data []byte) (*hostsBlock, bool) {
+	if !utf8.Valid(data) {
+		return nil, false
+	}
 	if bytes.HasPrefix(data, []byte{0xef, 0xbb, 0xbf}) || bytes.HasPrefix(data, []byte{0xfe, 0xff}) || bytes.HasPrefix(data, []byte{0xff, 0xfe}) {
 		return nil, false
 	}
